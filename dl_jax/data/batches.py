@@ -1,0 +1,54 @@
+"""Seeded mini-batches over a Split, resumable from its (epoch, index) position."""
+
+import numpy as np
+
+from dl_jax.data.split import Split
+
+
+class BatchIterator:
+  """Yields {'x', 'y'} batches forever, epoch after epoch.
+
+  Epoch e visits the split in the order `permutation(seed, e)`; each batch is one indexing
+  operation on the (possibly memory-mapped) arrays. `position` = (epoch, index of the next batch
+  within the epoch) is all the state there is: an iterator built with the same split, batch size
+  and seed and restored to a position yields exactly the batches the original would have.
+  """
+
+  def __init__(self, split: Split, batch_size: int, seed: int, drop_remainder: bool = True,
+               position: tuple[int, int] = (0, 0)):
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if drop_remainder and batch_size > len(split):
+      raise ValueError(f"batch_size {batch_size} exceeds the {len(split)} training examples; "
+                       "use a smaller batch or drop_remainder=False")
+    self.split, self.batch_size, self.seed = split, batch_size, seed
+    self.drop_remainder = drop_remainder
+    self.epoch, self.index = (int(p) for p in position)
+    self._order_epoch, self._order = None, None
+
+  @property
+  def batches_per_epoch(self) -> int:
+    n, b = len(self.split), self.batch_size
+    return n // b if self.drop_remainder else -(-n // b)
+
+  @property
+  def position(self) -> tuple[int, int]:
+    return self.epoch, self.index
+
+  def epoch_order(self, epoch: int) -> np.ndarray:
+    """The permutation of the split that epoch `epoch` visits."""
+    return np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    if self.index >= self.batches_per_epoch:
+      self.epoch, self.index = self.epoch + 1, 0
+    if self._order_epoch != self.epoch:
+      self._order_epoch, self._order = self.epoch, self.epoch_order(self.epoch)
+    start = self.index * self.batch_size
+    positions = self._order[start:start + self.batch_size]
+    self.index += 1
+    # Sorted positions read a memory-mapped file front to back; the batch's contents are unchanged.
+    return self.split.gather(np.sort(positions))

@@ -1,0 +1,108 @@
+"""A dataset: train / validation / test splits plus what a model needs to know about them."""
+
+import dataclasses
+
+import numpy as np
+
+from dl_jax.data.errors import DataError
+from dl_jax.data.memmap import release_pages
+from dl_jax.data.split import Split, stratified_positions
+
+_CHECK_ROWS = 4096  # rows per chunk when scanning inputs for NaN/Inf (bounded memory)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+  """Splits and metadata. `val` is carved from train by `with_validation` (None before)."""
+
+  name: str
+  source: str
+  train: Split
+  test: Split
+  num_classes: int
+  val: Split | None = None
+
+  @property
+  def input_shape(self) -> tuple[int, ...]:
+    return self.train.example_shape
+
+  @property
+  def metadata(self) -> dict:
+    return {
+        "name": self.name, "source": self.source, "input_shape": list(self.input_shape),
+        "num_classes": self.num_classes, "num_train": len(self.train),
+        "num_val": len(self.val) if self.val is not None else 0, "num_test": len(self.test),
+    }
+
+  def splits(self) -> dict[str, Split]:
+    """The splits that exist, in reporting order."""
+    named = {"train": self.train, "val": self.val, "test": self.test}
+    return {k: v for k, v in named.items() if v is not None}
+
+
+def with_validation(dataset: Dataset, fraction: float, seed: int) -> Dataset:
+  """Carves a stratified, seeded validation split out of train; test is never touched."""
+  if dataset.val is not None:
+    raise ValueError(f"dataset {dataset.name!r} already has a validation split")
+  if fraction == 0:
+    return dataset
+  if not 0 < fraction < 1:
+    raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+  keep, held = stratified_positions(dataset.train.labels, fraction, seed)
+  return dataclasses.replace(
+      dataset, train=dataset.train.subset(keep), val=dataset.train.subset(held))
+
+
+def make_dataset(name: str, source: str, train: Split, test: Split,
+                 num_classes: int | None = None) -> Dataset:
+  """Checks both splits and builds the Dataset; `num_classes` defaults to max train label + 1."""
+  for split_name, split in (("train", train), ("test", test)):
+    _check_lengths(source, split_name, split)
+    _check_label_dtype(source, split_name, split.y)
+  if num_classes is None:
+    num_classes = int(train.y.max()) + 1 if len(train.y) else 0
+  for split_name, split in (("train", train), ("test", test)):
+    _check_label_range(source, split_name, split.y, num_classes)
+    _check_finite(source, split_name, split.x)
+  if train.example_shape != test.example_shape:
+    raise DataError(f"{source}: train examples have shape {train.example_shape} but test "
+                    f"examples {test.example_shape}; both splits must share one example shape.")
+  return Dataset(name=name, source=source, train=train, test=test, num_classes=num_classes)
+
+
+def _check_lengths(source, split_name, split: Split):
+  if split.x.ndim < 2:
+    raise DataError(f"{source}: x_{split_name} has shape {split.x.shape}; expected "
+                    "[examples, ...features] with at least 2 dimensions.")
+  if len(split.x) != len(split.y):
+    raise DataError(f"{source}: {len(split.y)} labels for {len(split.x)} examples in "
+                    f"{split_name}; y_{split_name} needs one label per example.")
+  if len(split.y) == 0:
+    raise DataError(f"{source}: the {split_name} split is empty.")
+
+
+def _check_label_dtype(source, split_name, y):
+  if not np.issubdtype(y.dtype, np.integer):
+    raise DataError(f"{source}: y_{split_name} has dtype {y.dtype}; class labels must be "
+                    "integers 0 .. num_classes-1.")
+
+
+def _check_label_range(source, split_name, y, num_classes):
+  low, high = int(y.min()), int(y.max())
+  if low < 0 or high >= num_classes:
+    raise DataError(f"{source}: y_{split_name} has labels in [{low}, {high}], outside "
+                    f"0 .. {num_classes - 1} ({num_classes} classes).")
+
+
+def _check_finite(source, split_name, x):
+  """Scans x in chunks, so a memory-mapped file is never resident all at once."""
+  if not np.issubdtype(x.dtype, np.floating):
+    return
+  for start in range(0, len(x), _CHECK_ROWS):
+    chunk = np.asarray(x[start:start + _CHECK_ROWS])
+    release_pages(x)
+    bad = ~np.isfinite(chunk)
+    if bad.any():
+      row = start + int(np.argmax(bad.reshape(len(chunk), -1).any(axis=1)))
+      raise DataError(f"{source}: x_{split_name} holds NaN or Inf (first at example {row}); "
+                      "clean or drop those examples before training.")

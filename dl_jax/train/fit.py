@@ -1,0 +1,189 @@
+"""The training loop: steps, logging, evaluation, early stopping, checkpoints and resumption."""
+
+import dataclasses
+import hashlib
+import math
+import os
+import time
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+from dl_jax.data import BatchIterator, Dataset
+from dl_jax.train.checkpoint import Checkpointer
+from dl_jax.train.evaluate import evaluate
+from dl_jax.train.state import TrainState, count_params
+from dl_jax.train.writers import MetricsLog, Progress, write_json
+
+Hook = Callable[[int, TrainState], None]
+"""Called after every step with (step, state); e.g. to save plots or inspect activations."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+  num_steps: int
+  batch_size: int
+  seed: int = 0  # the order of training examples
+  eval_every: int = 500
+  log_every: int = 100
+  checkpoint_every: int = 1000
+  patience: int = 0  # evaluations without a better validation accuracy before stopping; 0: off
+  eval_batch_size: int = 1000
+  train_eval_examples: int = 10_000  # periodic train figures use this fixed subset of train
+  drop_remainder: bool = True
+
+
+class NonFiniteError(FloatingPointError):
+  """The loss or the gradients became NaN or Inf."""
+
+
+def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitConfig,
+        workdir: str, hooks: Sequence[Hook] = ()) -> tuple[TrainState, dict]:
+  """Trains `state` for `config.num_steps` steps (resuming from `workdir/checkpoints` if there is
+  one), then evaluates every split. Writes metrics.jsonl and results.json; returns the results.
+  """
+  checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"))
+  best = (Checkpointer(os.path.join(workdir, "best"), max_to_keep=1)
+          if config.patience and dataset.val is not None else None)
+  log = MetricsLog(os.path.join(workdir, "metrics.jsonl"))
+  record = {"position": [0, 0], "best_val_accuracy": -1.0, "best_step": 0, "bad_evals": 0,
+            "stopped_early": False}
+  restored = checkpoints.restore(state)
+  resumed_from = None
+  if restored is not None:
+    state, record = restored
+    resumed_from = int(state.step)
+    log.truncate_after(resumed_from)
+  batches = BatchIterator(dataset.train, config.batch_size, config.seed, config.drop_remainder,
+                          position=tuple(record["position"]))
+  train_probe = _train_probe(dataset, config)
+  step, pending = int(state.step), []
+  progress = Progress(config.num_steps, step)
+  timer = _StepTimer(step)
+  try:
+    while step < config.num_steps and not record["stopped_early"]:
+      state, metrics = train_step(state, next(batches))
+      step += 1
+      pending.append((step, metrics))
+      timer.after_step(step, metrics)
+      for hook in hooks:
+        hook(step, state)
+      last = step == config.num_steps
+      if step % config.log_every == 0 or last:
+        summary = _flush(pending, checkpoints)
+        log.write(step, {**{f"train/{k}": v for k, v in summary.items()},
+                         "steps_per_sec": progress.update(step, summary)})
+      if step % config.eval_every == 0 or last:
+        scores = _evaluate_during_training(eval_step, state, train_probe, dataset.val, config)
+        log.write(step, scores)
+        if best is not None:
+          _track_best(record, scores["val/accuracy"], step, state, best, config.patience)
+      if step % config.checkpoint_every == 0 or last or record["stopped_early"]:
+        _flush(pending, checkpoints)
+        record["position"] = list(batches.position)
+        checkpoints.save(step, state, record)
+  finally:
+    progress.close()
+    checkpoints.close()
+  train_seconds = timer.seconds()
+  if best is not None:
+    state, _ = best.restore(state)
+    best.close()
+  results = {
+      "step": step, "selected_step": int(state.step), "stopped_early": record["stopped_early"],
+      "resumed_from_step": resumed_from, "num_params": count_params(state.params),
+      "params_fingerprint": params_fingerprint(state.params), **train_seconds,
+      **final_figures(eval_step, state, dataset, config.eval_batch_size),
+  }
+  write_json(os.path.join(workdir, "results.json"), results)
+  return state, results
+
+
+def final_figures(eval_step, state: TrainState, dataset: Dataset, batch_size: int) -> dict:
+  """Loss and accuracy on every split, and the generalization gaps between them."""
+  figures = {name: evaluate(eval_step, state, split, batch_size)
+             for name, split in dataset.splits().items()}
+  figures["gap"] = {"train_test_accuracy": figures["train"]["accuracy"] - figures["test"]["accuracy"],
+                    "test_train_loss": figures["test"]["loss"] - figures["train"]["loss"]}
+  if "val" in figures:
+    figures["gap"]["train_val_accuracy"] = figures["train"]["accuracy"] - figures["val"]["accuracy"]
+  return figures
+
+
+def params_fingerprint(params) -> str:
+  """A short hash of every parameter's bytes: equal fingerprints mean bit-identical parameters."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    digest.update(jax.tree_util.keystr(path).encode())
+    digest.update(np.asarray(leaf).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def _flush(pending: list, checkpoints: Checkpointer) -> dict[str, float]:
+  """Fetches buffered step metrics, stops on the first non-finite one, returns their means."""
+  if not pending:
+    return {}
+  steps, values = zip(*pending)
+  values = jax.device_get(list(values))
+  pending.clear()
+  for step, metrics in zip(steps, values):
+    if not all(math.isfinite(float(v)) for v in metrics.values()):
+      shown = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(metrics.items()))
+      raise NonFiniteError(
+          f"training stopped: non-finite loss or gradient at step {step} ({shown}). The last "
+          f"checkpoint (step {checkpoints.latest_step()}) in {checkpoints.directory} is intact. "
+          "Lower the learning rate, clip gradients, or check the inputs.")
+  return {k: float(np.mean([m[k] for m in values])) for k in values[0]}
+
+
+def _train_probe(dataset: Dataset, config: FitConfig):
+  """A fixed subset of train for periodic train figures (cheap even for out-of-core data)."""
+  n = len(dataset.train)
+  if n <= config.train_eval_examples:
+    return dataset.train
+  positions = np.random.default_rng(config.seed).choice(n, config.train_eval_examples, replace=False)
+  return dataset.train.subset(np.sort(positions))
+
+
+def _evaluate_during_training(eval_step, state, train_probe, val, config) -> dict[str, float]:
+  scores = {f"train_eval/{k}": v for k, v in
+            evaluate(eval_step, state, train_probe, config.eval_batch_size).items()}
+  if val is not None:
+    scores.update({f"val/{k}": v for k, v in
+                   evaluate(eval_step, state, val, config.eval_batch_size).items()})
+  return scores
+
+
+def _track_best(record: dict, val_accuracy: float, step: int, state, best: Checkpointer,
+                patience: int) -> None:
+  """Early stopping on validation accuracy; the best state is kept in its own checkpoint."""
+  if val_accuracy > record["best_val_accuracy"]:
+    record.update(best_val_accuracy=val_accuracy, best_step=step, bad_evals=0)
+    best.save(step, state, {"val_accuracy": val_accuracy})
+  else:
+    record["bad_evals"] += 1
+    record["stopped_early"] = record["bad_evals"] >= patience
+
+
+class _StepTimer:
+  """Separates the first step (compilation included) from the steady-state rate."""
+
+  def __init__(self, start_step: int):
+    self.start_step, self.t0 = start_step, time.perf_counter()
+    self.first_step_s, self.t1, self.steps = None, None, 0
+
+  def after_step(self, step: int, metrics) -> None:
+    self.steps = step - self.start_step
+    if self.first_step_s is None:
+      jax.block_until_ready(metrics)
+      self.t1 = time.perf_counter()
+      self.first_step_s = self.t1 - self.t0
+
+  def seconds(self) -> dict[str, float]:
+    if self.first_step_s is None:
+      return {"train_seconds": 0.0}
+    end = time.perf_counter()
+    rest = self.steps - 1
+    return {"train_seconds": end - self.t0, "first_step_seconds": self.first_step_s,
+            "steps_per_sec": rest / (end - self.t1) if rest else None}

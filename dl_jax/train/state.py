@@ -1,0 +1,34 @@
+"""The train state: params, optimizer state, step, the run's root key, and model state."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from dl_jax.train.rng import stream_key
+
+
+class TrainState(train_state.TrainState):
+  """Flax's TrainState plus `key` (the run's root PRNG key, fixed for the whole run) and
+  `model_state` (non-trainable collections such as batch statistics; {} when a model has none)."""
+
+  key: jax.Array
+  model_state: Any
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
+                       example_input: jax.Array, seed: int) -> TrainState:
+  """Initializes `model` on one example batch with keys derived from `seed`."""
+  root = jax.random.PRNGKey(seed)  # raw uint32 key: checkpointable as a plain array
+  variables = model.init({"params": stream_key(root, "params")}, jnp.asarray(example_input),
+                         train=False)
+  params = variables.pop("params")
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx, key=root,
+                           model_state=dict(variables))
+
+
+def count_params(params) -> int:
+  return sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))

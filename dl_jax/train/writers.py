@@ -1,0 +1,83 @@
+"""What a run writes: JSON files, a metrics log, and progress for a person watching."""
+
+import json
+import os
+import sys
+import time
+
+import jax
+from absl import flags, logging
+from tqdm import tqdm
+
+
+def quiet_library_logs() -> None:
+  """Hides orbax's and JAX's per-call INFO lines unless the user asked for a --verbosity."""
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
+def is_writer() -> bool:
+  """Only process 0 writes files, so many hosts never race on one workdir."""
+  return jax.process_index() == 0
+
+
+def write_json(path: str, obj) -> None:
+  """Writes atomically (temp file + rename), so a killed run never leaves half a file."""
+  if not is_writer():
+    return
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+class MetricsLog:
+  """`metrics.jsonl`: one JSON object per logged step."""
+
+  def __init__(self, path: str):
+    self.path = path
+
+  def write(self, step: int, metrics: dict) -> None:
+    if is_writer():
+      with open(self.path, "a") as f:
+        f.write(json.dumps({"step": step, **metrics}, sort_keys=True) + "\n")
+
+  def truncate_after(self, step: int) -> None:
+    """Drops lines logged after `step`: a resumed run logs them again, once."""
+    if not is_writer() or not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    with open(self.path, "w") as f:
+      f.writelines(kept)
+
+
+class Progress:
+  """A tqdm bar on a terminal; elsewhere, a line per report with steps/s and ETA."""
+
+  def __init__(self, total_steps: int, start_step: int):
+    self.total, self.last_step, self.last_time = total_steps, start_step, time.perf_counter()
+    self.bar = None
+    if sys.stderr.isatty() and is_writer():
+      self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+
+  def update(self, step: int, summary: dict) -> float:
+    """Reports progress at `step`; returns steps/s since the previous report."""
+    now = time.perf_counter()
+    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    self.last_step, self.last_time = step, now
+    if self.bar is not None:
+      self.bar.update(step - self.bar.n)
+      self.bar.set_postfix({k: f"{v:.4g}" for k, v in summary.items()}, refresh=False)
+    elif is_writer():
+      eta = (self.total - step) / max(rate, 1e-9)
+      shown = ", ".join(f"{k} {v:.4g}" for k, v in summary.items())
+      print(f"step {step}/{self.total}, {rate:.1f} steps/s, ETA {eta:.0f}s, {shown}",
+            file=sys.stderr, flush=True)
+    return rate
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.close()

@@ -1,0 +1,131 @@
+"""Train one classifier on one dataset and report train / validation / test figures.
+
+    python -m experiments.train                       # residual MLP on MNIST-1D, the paper's recipe
+    python -m experiments.train --dataset=mnist --widths=256,256 --dropout=0.2 --steps=3000
+
+The default (Adam, lr 1e-2, batch 100, 6000 steps, MLP 40-100-100(+skip)-10, 15,210 parameters,
+10% of train held out for validation) reaches about 63-67% test accuracy on MNIST-1D; the paper
+reports 64.6-68% for this model.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Sequence
+
+from absl import app, flags, logging
+
+from dl_jax import optim
+from dl_jax.activations import ACTIVATIONS
+from dl_jax.data import EMBEDDED, load_dataset
+from dl_jax.models import MODELS, make_model
+from dl_jax.train import (FitConfig, classification_loss, classification_metrics,
+                          create_train_state, fit, make_eval_step, make_train_step)
+from dl_jax.train.writers import quiet_library_logs, write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  dataset: str = "mnist1d"
+  val_fraction: float = 0.1
+  model: str = "mlp"
+  widths: tuple[int, ...] = (100, 100)
+  activation: str = "relu"
+  residual: bool = True
+  dropout: float = 0.0
+  l2: float = 0.0
+  optimizer: str = "adam"
+  learning_rate: float = 1e-2
+  schedule: str = "constant"
+  warmup_steps: int = 0
+  weight_decay: float = 0.0
+  batch_size: int = 100
+  steps: int = 6000
+  epochs: int = 0  # when > 0, overrides `steps`
+  eval_every: int = 500
+  log_every: int = 100
+  checkpoint_every: int = 1000
+  patience: int = 0
+  seed: int = 0
+
+
+def smoke_config() -> TrainConfig:
+  """Seconds on a laptop CPU: what the tests run end to end."""
+  return TrainConfig(steps=60, eval_every=20, log_every=10, checkpoint_every=20, widths=(32, 32))
+
+
+def run(config: TrainConfig, workdir: str, hooks: Sequence = ()) -> dict:
+  """Trains, evaluates and writes config.json, metrics.jsonl, results.json into `workdir`."""
+  dataset = load_dataset(config.dataset, config.val_fraction, val_seed=config.seed)
+  steps = _num_steps(config, len(dataset.train))
+  model = make_model(config.model, dataset.num_classes, widths=config.widths,
+                     activation=config.activation, dropout_rate=config.dropout,
+                     residual=config.residual)
+  schedule = optim.make_schedule(config.schedule, config.learning_rate, steps, config.warmup_steps)
+  tx = optim.make_optimizer(config.optimizer, schedule, weight_decay=config.weight_decay)
+  example = dataset.train.gather([0])["x"]
+  state = create_train_state(model, tx, example, config.seed)
+  write_json(os.path.join(workdir, "config.json"),
+             {"config": dataclasses.asdict(config), "num_steps": steps, "dataset": dataset.metadata})
+  fit_config = FitConfig(num_steps=steps, batch_size=config.batch_size, seed=config.seed,
+                         eval_every=config.eval_every, log_every=config.log_every,
+                         checkpoint_every=config.checkpoint_every, patience=config.patience)
+  train_step = make_train_step(classification_loss(model, config.l2))
+  eval_step = make_eval_step(classification_metrics(model))
+  _, results = fit(state, train_step, eval_step, dataset, fit_config, workdir, hooks)
+  return results
+
+
+def _num_steps(config: TrainConfig, num_train: int) -> int:
+  if config.epochs <= 0:
+    return config.steps
+  return config.epochs * max(num_train // config.batch_size, 1)
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+_DEFAULTS = TrainConfig()
+_CHOICES = {"dataset": None, "model": sorted(MODELS), "activation": sorted(ACTIVATIONS),
+            "optimizer": list(optim.OPTIMIZERS), "schedule": list(optim.SCHEDULES)}
+flags.DEFINE_string("workdir", "runs/train", "Where config, metrics, results and checkpoints go.")
+flags.DEFINE_bool("smoke", False, "Use the seconds-long smoke config (flags below still apply).")
+for _field in dataclasses.fields(TrainConfig):
+  _default = getattr(_DEFAULTS, _field.name)
+  if _field.name in _CHOICES and _CHOICES[_field.name]:
+    flags.DEFINE_enum(_field.name, _default, _CHOICES[_field.name], _field.name)
+  elif _field.name == "dataset":
+    flags.DEFINE_string("dataset", _default,
+                        f"One of {sorted(EMBEDDED)}, an .npz file, or a directory of .npy/IDX files.")
+  elif isinstance(_default, tuple):
+    flags.DEFINE_list(_field.name, [str(w) for w in _default], "Hidden widths, comma separated.")
+  elif isinstance(_default, bool):
+    flags.DEFINE_bool(_field.name, _default, _field.name)
+  elif isinstance(_default, int):
+    flags.DEFINE_integer(_field.name, _default, _field.name)
+  else:
+    flags.DEFINE_float(_field.name, _default, _field.name)
+
+
+def config_from_flags() -> TrainConfig:
+  """The smoke or default config, with every flag the user set on the command line applied."""
+  base = smoke_config() if flags.FLAGS.smoke else TrainConfig()
+  overrides = {}
+  for field in dataclasses.fields(TrainConfig):
+    if flags.FLAGS[field.name].present:
+      value = flags.FLAGS[field.name].value
+      overrides[field.name] = tuple(int(w) for w in value) if field.name == "widths" else value
+  return dataclasses.replace(base, **overrides)
+
+
+def main(argv):
+  del argv
+  quiet_library_logs()
+  results = run(config_from_flags(), flags.FLAGS.workdir)
+  logging.info("results: %s", json.dumps(results, indent=2))
+  rows = [(name, results[name]) for name in ("train", "val", "test") if name in results]
+  print("\n".join(f"{name:>5}: accuracy {r['accuracy']:.4f}  loss {r['loss']:.4f}" for name, r in rows))
+  print(f"  gap: train-test accuracy {results['gap']['train_test_accuracy']:+.4f}")
+
+
+if __name__ == "__main__":
+  app.run(main)
