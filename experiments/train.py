@@ -11,15 +11,16 @@ reports 64.6-68% for this model.
 import dataclasses
 import json
 import os
+import sys
 from typing import Sequence
 
 from absl import app, flags, logging
 
 from dl_jax import optim
 from dl_jax.activations import ACTIVATIONS
-from dl_jax.data import EMBEDDED, load_dataset
+from dl_jax.data import EMBEDDED, DataError, load_dataset
 from dl_jax.models import MODELS, make_model
-from dl_jax.train import (FitConfig, classification_loss, classification_metrics,
+from dl_jax.train import (FitConfig, NonFiniteError, classification_loss, classification_metrics,
                           create_train_state, fit, make_eval_step, make_train_step)
 from dl_jax.train.writers import quiet_library_logs, write_json
 
@@ -120,7 +121,10 @@ def config_from_flags() -> TrainConfig:
 def main(argv):
   del argv
   quiet_library_logs()
-  results = run(config_from_flags(), flags.FLAGS.workdir)
+  try:
+    results = run(config_from_flags(), flags.FLAGS.workdir)
+  except (DataError, NonFiniteError) as e:
+    sys.exit(f"error: {e}")
   logging.info("results: %s", json.dumps(results, indent=2))
   rows = [(name, results[name]) for name in ("train", "val", "test") if name in results]
   print("\n".join(f"{name:>5}: accuracy {r['accuracy']:.4f}  loss {r['loss']:.4f}" for name, r in rows))

@@ -21,6 +21,9 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 def load_npz(path: str) -> Dataset:
   """An .npz archive holding x_train, y_train, x_test, y_test (loaded with allow_pickle=False)."""
   _require_file(path)
+  if not zipfile.is_zipfile(path):
+    raise DataError(f"{path}: not a readable .npz archive (no zip structure); re-create it with "
+                    "np.savez.")
   try:
     with np.load(path, allow_pickle=False) as archive:
       missing = [k for k in ARRAY_KEYS if k not in archive.files]

@@ -26,7 +26,7 @@ def make_train_step(loss_fn: LossFn, streams: tuple[str, ...] = DEFAULT_STREAMS)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (metrics, model_state)), grads = grad_fn(state.params, state.model_state, batch, rngs)
     new_state = state.apply_gradients(grads=grads, model_state=model_state)
-    return new_state, {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads),
-                       "param_norm": optax.global_norm(new_state.params)}
+    return new_state, {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
+                       "param_norm": optax.tree.norm(new_state.params)}
 
   return jax.jit(train_step, donate_argnums=0)

@@ -1,0 +1,41 @@
+"""Shared fixtures: small datasets written by the tests themselves."""
+
+import numpy as np
+import pytest
+
+from dl_jax.data import Split, make_dataset
+
+
+def blobs(n: int, num_classes: int = 3, dim: int = 6, seed: int = 0):
+  """Separable Gaussian blobs around fixed centers: x float32 [n, dim], y int32 [n].
+
+  `seed` draws the examples; the class centers are the same for every seed.
+  """
+  centers = np.random.default_rng(12345).normal(0, 3, (num_classes, dim))
+  rng = np.random.default_rng(seed)
+  y = (np.arange(n) % num_classes).astype(np.int32)
+  x = (centers[y] + rng.normal(0, 1, (n, dim))).astype(np.float32)
+  return x, y
+
+
+@pytest.fixture
+def blob_dataset():
+  x, y = blobs(240)
+  xt, yt = blobs(60, seed=1)
+  return make_dataset("blobs", "test blobs", Split(x, y), Split(xt, yt))
+
+
+@pytest.fixture
+def write_npz(tmp_path):
+  """write_npz(**overrides) -> path of an .npz with valid arrays, any of which can be replaced."""
+
+  def write(name="data.npz", **overrides):
+    x, y = blobs(40)
+    xt, yt = blobs(20, seed=1)
+    arrays = {"x_train": x, "y_train": y, "x_test": xt, "y_test": yt, **overrides}
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return str(path)
+
+  return write

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from dl_jax.data import BatchIterator, Split
+
+
+def _split(n: int) -> Split:
+  # x carries the example's own index so a batch says which examples it holds
+  return Split(np.arange(n, dtype=np.float32)[:, None], np.arange(n, dtype=np.int32) % 7)
+
+
+def _epoch(iterator) -> list[np.ndarray]:
+  return [next(iterator)["x"][:, 0].astype(int) for _ in range(iterator.batches_per_epoch)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 200), batch_size=st.integers(1, 64), seed=st.integers(0, 2**31))
+def test_every_example_exactly_once_per_epoch(n, batch_size, seed):
+  iterator = BatchIterator(_split(n), batch_size, seed, drop_remainder=False)
+  for _ in range(2):
+    seen = np.concatenate(_epoch(iterator))
+    assert sorted(seen.tolist()) == list(range(n))
+
+
+def test_drop_remainder_gives_full_batches_without_repeats():
+  iterator = BatchIterator(_split(103), 10, seed=0, drop_remainder=True)
+  batches = _epoch(iterator)
+  assert len(batches) == 10 and all(len(b) == 10 for b in batches)
+  assert len(set(np.concatenate(batches).tolist())) == 100
+
+
+def test_order_is_seeded():
+  first = np.concatenate(_epoch(BatchIterator(_split(100), 10, seed=5)))
+  again = np.concatenate(_epoch(BatchIterator(_split(100), 10, seed=5)))
+  other = np.concatenate(_epoch(BatchIterator(_split(100), 10, seed=6)))
+  np.testing.assert_array_equal(first, again)
+  assert not np.array_equal(first, other)
+  iterator = BatchIterator(_split(100), 10, seed=5)
+  assert not np.array_equal(np.concatenate(_epoch(iterator)), np.concatenate(_epoch(iterator)))
+
+
+def test_restored_position_yields_the_same_batches():
+  original = BatchIterator(_split(53), 8, seed=1)
+  for _ in range(9):  # into the second epoch (6 batches per epoch)
+    next(original)
+  restored = BatchIterator(_split(53), 8, seed=1, position=original.position)
+  assert original.position == (1, 3)
+  for _ in range(10):
+    np.testing.assert_array_equal(next(original)["x"], next(restored)["x"])
+
+
+def test_memory_mapped_and_in_memory_batches_agree(tmp_path):
+  x = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
+  y = np.arange(64, dtype=np.int32) % 3
+  np.save(tmp_path / "x.npy", x)
+  mapped = Split(np.load(tmp_path / "x.npy", mmap_mode="r"), y)
+  in_memory = Split(x, y)
+  a, b = BatchIterator(mapped, 16, seed=2), BatchIterator(in_memory, 16, seed=2)
+  for _ in range(8):
+    batch_a, batch_b = next(a), next(b)
+    np.testing.assert_array_equal(batch_a["x"], batch_b["x"])
+    np.testing.assert_array_equal(batch_a["y"], batch_b["y"])
+
+
+def test_iterator_over_a_subset_only_visits_its_rows():
+  subset = _split(100).subset(np.arange(0, 100, 4))
+  seen = np.concatenate(_epoch(BatchIterator(subset, 5, seed=0)))
+  assert sorted(seen.tolist()) == list(range(0, 100, 4))
+
+
+def test_bad_batch_sizes():
+  with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    BatchIterator(_split(10), 0, seed=0)
+  with pytest.raises(ValueError, match="exceeds the 10 training examples"):
+    BatchIterator(_split(10), 11, seed=0)

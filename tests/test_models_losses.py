@@ -1,0 +1,103 @@
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from dl_jax import optim
+from dl_jax.activations import ACTIVATIONS, get_activation
+from dl_jax.losses import correct, cross_entropy, l2_penalty, mse
+from dl_jax.models import MLP, make_model
+from dl_jax.train import count_params
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_every_activation_is_elementwise(name):
+  x = jnp.linspace(-3, 3, 7)
+  out = get_activation(name)(x)
+  assert out.shape == x.shape and bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_unknown_activation_lists_valid_names():
+  with pytest.raises(ValueError, match="unknown activation 'swish2'.*'gelu'.*'tanh'"):
+    get_activation("swish2")
+
+
+def _num_params(model, input_shape):
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *input_shape)))
+  return count_params(variables["params"])
+
+
+def test_mnist1d_reference_parameter_counts():
+  assert _num_params(make_model("linear", 10), (40,)) == 410
+  mlp = make_model("mlp", 10, widths=(100, 100), activation="relu", dropout_rate=0.0,
+                   residual=True)
+  assert _num_params(mlp, (40,)) == 15210
+
+
+def test_mlp_flattens_images_and_shapes_logits():
+  model = MLP(widths=(16,), num_outputs=10)
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
+  assert model.apply(variables, jnp.zeros((5, 28, 28, 1))).shape == (5, 10)
+  assert _num_params(model, (28, 28, 1)) == 784 * 16 + 16 + 16 * 10 + 10
+
+
+def test_residual_changes_the_function_not_the_parameters():
+  plain = MLP(widths=(8, 8), num_outputs=3)
+  skip = MLP(widths=(8, 8), num_outputs=3, residual=True)
+  x = jax.random.normal(jax.random.PRNGKey(1), (4, 5))
+  variables = plain.init(jax.random.PRNGKey(0), x)
+  assert not np.allclose(plain.apply(variables, x), skip.apply(variables, x))
+
+
+def test_dropout_needs_a_key_in_training_and_is_off_in_evaluation():
+  model = MLP(widths=(64,), num_outputs=4, dropout_rate=0.5)
+  x = jnp.ones((2, 8))
+  variables = model.init(jax.random.PRNGKey(0), x)
+  with pytest.raises(flax.errors.InvalidRngError, match="dropout"):
+    model.apply(variables, x, train=True)
+  a = model.apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)})
+  b = model.apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
+  assert not np.allclose(a, b)
+  np.testing.assert_array_equal(model.apply(variables, x), model.apply(variables, x))
+
+
+def test_cross_entropy_matches_optax_and_correct_counts_argmax():
+  logits = jax.random.normal(jax.random.PRNGKey(0), (6, 5))
+  labels = jnp.array([0, 1, 2, 3, 4, 0])
+  expected = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  np.testing.assert_allclose(cross_entropy(logits, labels), expected, rtol=1e-6)
+  np.testing.assert_array_equal(correct(logits, labels),
+                                (jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+
+
+def test_mse_and_l2_penalty_values():
+  assert float(mse(jnp.array([[1.0, 2.0], [0.0, 0.0]]), jnp.zeros((2, 2)))) == 2.5
+  params = {"Dense_0": {"kernel": jnp.array([[1.0, 2.0]]), "bias": jnp.array([10.0, 10.0])}}
+  assert float(l2_penalty(params)) == 2.5  # 0.5 * (1 + 4); the bias is not penalised
+
+
+@pytest.mark.parametrize("optimizer", optim.OPTIMIZERS)
+@pytest.mark.parametrize("schedule", optim.SCHEDULES)
+def test_optimizers_and_schedules_by_name(optimizer, schedule):
+  tx = optim.make_optimizer(optimizer, optim.make_schedule(schedule, 0.1, 100, warmup_steps=10))
+  params = {"w": jnp.ones(3)}
+  updates, _ = tx.update({"w": jnp.ones(3)}, tx.init(params), params)
+  assert updates["w"].shape == (3,)
+
+
+def test_schedules_have_the_promised_shape():
+  cosine = optim.make_schedule("cosine", 0.1, 100)
+  warm = optim.make_schedule("warmup_cosine", 0.1, 100, warmup_steps=10)
+  assert float(cosine(0)) == pytest.approx(0.1) and float(cosine(100)) == pytest.approx(0.0)
+  assert float(warm(0)) == 0.0 and float(warm(10)) == pytest.approx(0.1)
+
+
+def test_unknown_optimizer_and_schedule_are_rejected():
+  with pytest.raises(ValueError, match="choose one of \\['sgd', 'momentum', 'adam', 'adamw'\\]"):
+    optim.make_optimizer("lion", optax.constant_schedule(0.1))
+  with pytest.raises(ValueError, match="unknown schedule 'step'"):
+    optim.make_schedule("step", 0.1, 10)
+  with pytest.raises(ValueError, match="unknown model 'resnet'"):
+    make_model("resnet", 10)
