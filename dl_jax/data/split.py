@@ -38,12 +38,18 @@ class Split:
     return dataclasses.replace(self, rows=np.asarray(rows, dtype=np.int64))
 
   def gather(self, positions: np.ndarray) -> dict[str, np.ndarray]:
-    """One batch, {'x': float32, 'y': int32}, read with a single indexing operation."""
+    """One batch {'x', 'y'}, read with a single indexing operation.
+
+    Real-valued or scaled inputs arrive as float32; integer inputs (token ids) keep integers.
+    Labels arrive as int32, one per example or one sequence per example.
+    """
     rows = positions if self.rows is None else self.rows[positions]
-    x = np.asarray(self.x[rows], dtype=np.float32)
+    x = np.asarray(self.x[rows])
     release_pages(self.x)
     if self.x_scale is not None:
-      x *= np.float32(self.x_scale)
+      x = x.astype(np.float32) * np.float32(self.x_scale)
+    elif np.issubdtype(x.dtype, np.floating):
+      x = x.astype(np.float32, copy=False)
     return {"x": x, "y": self.y[rows].astype(np.int32)}
 
   def materialize(self) -> dict[str, np.ndarray]:
