@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 
 from dl_jax.data.errors import DataError
-from dl_jax.data.memmap import release_pages
+from dl_jax.data.memmap import note_read
 from dl_jax.data.split import Split, stratified_positions
 
 _CHECK_ROWS = 4096  # rows per chunk when scanning inputs for NaN/Inf (bounded memory)
@@ -100,7 +100,7 @@ def _check_finite(source, split_name, x):
     return
   for start in range(0, len(x), _CHECK_ROWS):
     chunk = np.asarray(x[start:start + _CHECK_ROWS])
-    release_pages(x)
+    note_read(x, len(chunk))
     bad = ~np.isfinite(chunk)
     if bad.any():
       row = start + int(np.argmax(bad.reshape(len(chunk), -1).any(axis=1)))

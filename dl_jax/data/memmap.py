@@ -2,17 +2,36 @@
 
 Pages of a memory-mapped file that a process has touched count in its resident set until the
 mapping drops them. A mini-batch stream touches every page once per epoch, so without a release
-the resident set grows to the file size. `release_pages` tells the kernel the process no longer
-needs the mapped pages; clean file pages stay in the page cache and are re-read on demand.
+the resident set grows to the file size. After every `RELEASE_EVERY_BYTES` read from a mapping we
+tell the kernel the process no longer needs its pages (madvise DONTNEED); clean file pages stay in
+the page cache and are mapped again on demand. A release and the page faults that follow it cost
+time, so it happens once per budget, not per batch. The kernel maps up to 64 KiB of neighbouring
+cached pages on each fault ("fault-around"), so a randomly read row is counted as at least 64 KiB.
 """
 
 import mmap
 
 import numpy as np
 
+RELEASE_EVERY_BYTES = 256 * 2**20
+FAULT_AROUND_BYTES = 64 * 2**10
+_read_since_release: dict[int, int] = {}  # id(mapping) -> bytes touched since its last release
 
-def release_pages(array: np.ndarray) -> None:
-  """Drops the resident pages of `array`'s file mapping (no-op for in-memory arrays)."""
+
+def _mapping(array: np.ndarray) -> mmap.mmap | None:
   mapping = getattr(array, "_mmap", None)  # set by np.memmap and np.load(mmap_mode=...)
-  if isinstance(mapping, mmap.mmap) and not mapping.closed:
+  return mapping if isinstance(mapping, mmap.mmap) and not mapping.closed else None
+
+
+def note_read(array: np.ndarray, rows: int) -> None:
+  """Records that `rows` rows of `array` were read; releases its pages past the budget."""
+  mapping = _mapping(array)
+  if mapping is None:
+    return
+  row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+  touched = rows * max(row_bytes + mmap.PAGESIZE, FAULT_AROUND_BYTES)
+  total = _read_since_release.get(id(mapping), 0) + touched
+  if total >= RELEASE_EVERY_BYTES:
     mapping.madvise(mmap.MADV_DONTNEED)
+    total = 0
+  _read_since_release[id(mapping)] = total

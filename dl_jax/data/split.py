@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from dl_jax.data.memmap import release_pages
+from dl_jax.data.memmap import note_read
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -45,7 +45,7 @@ class Split:
     """
     rows = positions if self.rows is None else self.rows[positions]
     x = np.asarray(self.x[rows])
-    release_pages(self.x)
+    note_read(self.x, len(rows))
     if self.x_scale is not None:
       x = x.astype(np.float32) * np.float32(self.x_scale)
     elif np.issubdtype(x.dtype, np.floating):
