@@ -1,8 +1,10 @@
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from dl_jax.data import BatchIterator, Split
+from dl_jax.data import BatchIterator, Split, memmap
 
 
 def _split(n: int) -> Split:
@@ -74,3 +76,24 @@ def test_bad_batch_sizes():
     BatchIterator(_split(10), 0, seed=0)
   with pytest.raises(ValueError, match="exceeds the 10 training examples"):
     BatchIterator(_split(10), 11, seed=0)
+
+
+def _resident_mib() -> float:
+  with open("/proc/self/statm") as f:
+    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_streaming_a_memory_mapped_file_keeps_it_out_of_resident_memory(tmp_path, monkeypatch):
+  monkeypatch.setattr(memmap, "RELEASE_EVERY_BYTES", 4 * 2**20)
+  rows = 48 * 2**20 // (4 * 1024)  # a 48 MiB file of 1024-float rows
+  mapped = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32,
+                                     shape=(rows, 1024))
+  mapped[:] = 1.0
+  del mapped
+  split = Split(np.load(tmp_path / "x.npy", mmap_mode="r"), np.zeros(rows, np.int32))
+  iterator = BatchIterator(split, 64, seed=0)
+  start, peak = _resident_mib(), 0.0
+  for _ in range(iterator.batches_per_epoch):  # reads every row of the file once
+    assert next(iterator)["x"].sum() == 64 * 1024
+    peak = max(peak, _resident_mib())
+  assert peak - start < 16  # without releases the mapping alone would add ~48 MiB
