@@ -1,4 +1,4 @@
-"""The jitted training step: gradients of a pure loss, an optax update, and the step's metrics."""
+"""The training step: gradients of a pure loss, an optax update, and the step's metrics."""
 
 from typing import Any, Callable
 
@@ -14,8 +14,8 @@ LossFn = Callable[..., tuple[jax.Array, tuple[dict[str, jax.Array], Any]]]
 DEFAULT_STREAMS = ("dropout",)
 
 
-def make_train_step(loss_fn: LossFn, streams: tuple[str, ...] = DEFAULT_STREAMS):
-  """`train_step(state, batch) -> (new_state, metrics)`, jitted with `state` donated.
+def train_step_fn(loss_fn: LossFn, streams: tuple[str, ...] = DEFAULT_STREAMS):
+  """The un-jitted `train_step(state, batch) -> (new_state, metrics)`, to jit or vmap.
 
   Keys for the named `streams` come from fold_in(root, step). Metrics: the loss_fn's own, plus
   `loss`, the global gradient norm and the parameter norm after the update.
@@ -29,4 +29,9 @@ def make_train_step(loss_fn: LossFn, streams: tuple[str, ...] = DEFAULT_STREAMS)
     return new_state, {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
                        "param_norm": optax.tree.norm(new_state.params)}
 
-  return jax.jit(train_step, donate_argnums=0)
+  return train_step
+
+
+def make_train_step(loss_fn: LossFn, streams: tuple[str, ...] = DEFAULT_STREAMS):
+  """`train_step_fn`, jitted with the state donated (its buffers are reused for the new state)."""
+  return jax.jit(train_step_fn(loss_fn, streams), donate_argnums=0)

@@ -1,0 +1,49 @@
+import jax
+import numpy as np
+import optax
+
+from dl_jax.models import MLP
+from dl_jax.train import (classification_loss, classification_metrics, create_train_state,
+                          evaluate, make_eval_step, make_train_step)
+from dl_jax.train.seeds import (SeedBatches, create_seed_states, fit_seeds,
+                                make_seeds_eval_step, make_seeds_train_step, unstack_state)
+from dl_jax.data import BatchIterator
+
+
+def test_vmapped_seeds_match_separate_runs(blob_dataset):
+  model = MLP(widths=(16,), num_outputs=3, dropout_rate=0.2)
+  tx = optax.adam(1e-2)
+  example = blob_dataset.train.gather([0])["x"]
+  seeds = [0, 1, 2]
+  stacked = create_seed_states(model, tx, example, seeds)
+  step = make_seeds_train_step(classification_loss(model))
+  batches = SeedBatches(blob_dataset.train, 32, seeds)
+  for _ in range(20):
+    stacked, _ = step(stacked, next(batches))
+
+  single_step = make_train_step(classification_loss(model))
+  for index, seed in enumerate(seeds):
+    state = create_train_state(model, tx, example, seed)
+    iterator = BatchIterator(blob_dataset.train, 32, seed)
+    for _ in range(20):
+      state, _ = single_step(state, next(iterator))
+    mine = unstack_state(stacked, index).params
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+                           mine, state.params)
+  first, second = (unstack_state(stacked, i).params for i in (0, 1))
+  assert not np.allclose(first["Dense_0"]["kernel"], second["Dense_0"]["kernel"])
+
+
+def test_fit_seeds_reports_per_seed_curves(blob_dataset):
+  model = MLP(widths=(16,), num_outputs=3)
+  seeds = [0, 1]
+  states = create_seed_states(model, optax.adam(1e-2), blob_dataset.train.gather([0])["x"], seeds)
+  eval_step = make_seeds_eval_step(classification_metrics(model))
+  states, curves, seconds = fit_seeds(states, make_seeds_train_step(classification_loss(model)),
+                                      eval_step, blob_dataset, seeds, num_steps=30, batch_size=16,
+                                      eval_every=10)
+  assert curves["step"] == [10, 20, 30] and seconds > 0
+  assert np.array(curves["test"]["accuracy"]).shape == (3, 2)
+  single = make_eval_step(classification_metrics(model))
+  alone = evaluate(single, unstack_state(states, 1), blob_dataset.test, 1000)
+  assert curves["test"]["accuracy"][-1][1] == alone["accuracy"]
