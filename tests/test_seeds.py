@@ -47,3 +47,18 @@ def test_fit_seeds_reports_per_seed_curves(blob_dataset):
   single = make_eval_step(classification_metrics(model))
   alone = evaluate(single, unstack_state(states, 1), blob_dataset.test, 1000)
   assert curves["test"]["accuracy"][-1][1] == alone["accuracy"]
+
+
+def test_scanned_steps_match_one_step_per_call(blob_dataset):
+  model = MLP(widths=(16,), num_outputs=3, dropout_rate=0.2)
+  example = blob_dataset.train.gather([0])["x"]
+  results = []
+  for steps_per_call in (1, 5):
+    states = create_seed_states(model, optax.adam(1e-2), example, [0, 1])
+    step = make_seeds_train_step(classification_loss(model), steps_per_call=steps_per_call)
+    eval_step = make_seeds_eval_step(classification_metrics(model))
+    states, curves, _ = fit_seeds(states, step, eval_step, blob_dataset, [0, 1], num_steps=20,
+                                  batch_size=16, eval_every=10, steps_per_call=steps_per_call)
+    results.append(states.params)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                         *results)

@@ -7,16 +7,19 @@ import jax
 
 from dl_jax.activations import get_activation
 from dl_jax.models.mlp import MLP
+from dl_jax.models.patch_conv import PatchConv
 
 LAYOUTS = {1: "signals [batch, length] or [batch, length, channels]",
            2: "images [batch, height, width, channels]"}
 POOLS = {"max": nn.max_pool, "avg": nn.avg_pool}
+CONVS = {"patches": PatchConv, "xla": nn.Conv}  # same parameters; patches is faster on CPU
 
 
 class CNN(nn.Module):
   """[Conv -> (BatchNorm) -> act -> (pool)] per entry of `channels`, flatten, MLP head.
 
-  `ndim` picks 1-D (signals, channels last) or 2-D (NHWC images) convolutions. `strides` is one
+  `ndim` picks 1-D (signals, channels last) or 2-D (NHWC images) convolutions; `conv` picks
+  how they are computed ('patches' + matmul or XLA's 'xla' convolution: identical parameters). `strides` is one
   int for every layer or one per layer; `padding` is 'SAME', 'VALID', an int or (low, high) pairs,
   as in PyTorch's explicit padding. Batch norm keeps running statistics in the `batch_stats`
   collection (apply with `mutable=['batch_stats']` in training); its conv layers drop their bias,
@@ -36,6 +39,7 @@ class CNN(nn.Module):
   batch_norm: bool = False
   widths: Sequence[int] = ()
   dropout_rate: float = 0.0
+  conv: str = "patches"
 
   def __post_init__(self):
     super().__post_init__()
@@ -44,6 +48,8 @@ class CNN(nn.Module):
     if not len(self.channels) == len(self.kernel_sizes) == len(self._strides()):
       raise ValueError(f"CNN needs one kernel size and stride per conv layer; got channels "
                        f"{self.channels}, kernel_sizes {self.kernel_sizes}, strides {self.strides}")
+    if self.conv not in CONVS:
+      raise ValueError(f"unknown conv {self.conv!r}; choose one of {sorted(CONVS)}")
     if self.pool not in (None, *POOLS):
       raise ValueError(f"unknown pool {self.pool!r}; choose None or one of {sorted(POOLS)}")
 
@@ -51,9 +57,10 @@ class CNN(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     h = self._feature_maps(x)
     act = get_activation(self.activation)
-    for features, kernel, stride in zip(self.channels, self.kernel_sizes, self._strides()):
-      h = nn.Conv(features, (kernel,) * self.ndim, (stride,) * self.ndim, self.padding,
-                  use_bias=not self.batch_norm)(h)
+    layers = zip(self.channels, self.kernel_sizes, self._strides())
+    for i, (features, kernel, stride) in enumerate(layers):
+      h = CONVS[self.conv](features, (kernel,) * self.ndim, (stride,) * self.ndim, self.padding,
+                           use_bias=not self.batch_norm, name=f"Conv_{i}")(h)
       if self.batch_norm:
         # momentum 0.9: the running averages settle within the first few dozen steps of short runs.
         h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
