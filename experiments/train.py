@@ -22,7 +22,7 @@ from dl_jax.data import EMBEDDED, DataError, load_dataset
 from dl_jax.models import MODELS, make_model
 from dl_jax.train import (FitConfig, NonFiniteError, classification_loss, classification_metrics,
                           create_train_state, fit, make_eval_step, make_train_step)
-from dl_jax.train.writers import quiet_library_logs, write_json
+from dl_jax.train.writers import ConfigMismatchError, quiet_library_logs, write_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +66,8 @@ def run(config: TrainConfig, workdir: str, hooks: Sequence = ()) -> dict:
   tx = optim.make_optimizer(config.optimizer, schedule, weight_decay=config.weight_decay)
   example = dataset.train.gather([0])["x"]
   state = create_train_state(model, tx, example, config.seed)
-  write_json(os.path.join(workdir, "config.json"),
-             {"config": dataclasses.asdict(config), "num_steps": steps, "dataset": dataset.metadata})
+  write_config(workdir, {"config": dataclasses.asdict(config), "num_steps": steps,
+                         "dataset": dataset.metadata})
   fit_config = FitConfig(num_steps=steps, batch_size=config.batch_size, seed=config.seed,
                          eval_every=config.eval_every, log_every=config.log_every,
                          checkpoint_every=config.checkpoint_every, patience=config.patience)
@@ -123,7 +123,7 @@ def main(argv):
   quiet_library_logs()
   try:
     results = run(config_from_flags(), flags.FLAGS.workdir)
-  except (DataError, NonFiniteError) as e:
+  except (DataError, NonFiniteError, ConfigMismatchError) as e:
     sys.exit(f"error: {e}")
   logging.info("results: %s", json.dumps(results, indent=2))
   rows = [(name, results[name]) for name in ("train", "val", "test") if name in results]

@@ -34,3 +34,12 @@ def test_unknown_choices_are_rejected_with_the_valid_ones(tmp_path):
   done = _cli("--smoke", f"--workdir={tmp_path}", "--dataset=imagenet")
   assert done.returncode != 0 and "unknown dataset 'imagenet'" in done.stderr
   assert not os.path.exists(tmp_path / "results.json")
+
+
+def test_a_workdir_with_another_config_is_refused_and_left_alone(tmp_path):
+  assert _cli("--smoke", f"--workdir={tmp_path}").returncode == 0
+  before = (tmp_path / "results.json").read_text()
+  done = _cli("--smoke", f"--workdir={tmp_path}", "--learning_rate=0.5")
+  assert done.returncode != 0
+  assert "different config (differs in ['config'])" in done.stderr
+  assert (tmp_path / "results.json").read_text() == before

@@ -33,6 +33,25 @@ def write_json(path: str, obj) -> None:
   os.replace(tmp, path)
 
 
+class ConfigMismatchError(ValueError):
+  """A workdir already holds a run with another config."""
+
+
+def write_config(workdir: str, config: dict) -> None:
+  """Writes `workdir/config.json`; refuses a workdir that holds a run with another config, whose
+  checkpoints a resumed run would otherwise silently mix with this one."""
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      existing = json.load(f)
+    if existing != json.loads(json.dumps(config)):
+      changed = sorted(k for k in set(existing) | set(config)
+                       if existing.get(k) != json.loads(json.dumps(config.get(k))))
+      raise ConfigMismatchError(f"{workdir} holds a run with a different config (differs in {changed}); "
+                       "use a new --workdir, or delete the old run to start over.")
+  write_json(path, config)
+
+
 class MetricsLog:
   """`metrics.jsonl`: one JSON object per logged step."""
 
