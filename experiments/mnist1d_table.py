@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
+from dl_jax.config_flags import config_from_flags, define_config_flags
 from dl_jax.data import load_dataset
 from dl_jax.models import make_model
 from dl_jax.plots import plot_mean_std_curves
@@ -138,24 +139,18 @@ def _pct(stat: dict) -> str:
 
 flags.DEFINE_string("workdir", "runs/mnist1d_table", "Where results, tables and plots go.")
 flags.DEFINE_bool("smoke", False, "A seconds-long run of the same code.")
-flags.DEFINE_list("models", list(TableConfig.models), f"Models; paper ones: {list(PAPER)}.")
-flags.DEFINE_list("datasets", list(TableConfig.datasets), "mnist1d and/or mnist1d_shuffled.")
-flags.DEFINE_integer("num_seeds", TableConfig.num_seeds, "Seeds per model.")
-flags.DEFINE_integer("steps", TableConfig.steps, "Training steps.")
-flags.DEFINE_enum("seed_mode", "vmap", ["vmap", "sequential"], "Seeds together or one by one.")
-flags.DEFINE_integer("steps_per_call", TableConfig.steps_per_call, "Steps per jitted call.")
+define_config_flags(TableConfig, choices={"seed_mode": ["vmap", "sequential"]}, help={
+    "models": f"Models (see dl_jax.models.MODELS); the paper's: {list(PAPER)}.",
+    "datasets": "mnist1d and/or mnist1d_shuffled.",
+    "steps_per_call": "Training steps per jitted call (a lax.scan); must divide eval_every.",
+})
 
 
 def main(argv):
   del argv
   quiet_library_logs()
-  f = flags.FLAGS
-  config = smoke_config() if f.smoke else TableConfig()
-  overrides = {name: (tuple(f[name].value) if isinstance(f[name].value, list) else f[name].value)
-               for name in ("models", "datasets", "num_seeds", "steps", "seed_mode",
-                            "steps_per_call")
-               if f[name].present}
-  results = run(dataclasses.replace(config, **overrides), f.workdir)
+  base = smoke_config() if flags.FLAGS.smoke else TableConfig()
+  results = run(config_from_flags(TableConfig, base), flags.FLAGS.workdir)
   print(markdown_table(results))
 
 

@@ -18,6 +18,7 @@ from absl import app, flags, logging
 
 from dl_jax import optim
 from dl_jax.activations import ACTIVATIONS
+from dl_jax.config_flags import config_from_flags, define_config_flags
 from dl_jax.data import EMBEDDED, DataError, load_dataset
 from dl_jax.models import MODELS, make_model
 from dl_jax.train import (FitConfig, NonFiniteError, classification_loss, classification_metrics,
@@ -85,44 +86,24 @@ def _num_steps(config: TrainConfig, num_train: int) -> int:
 
 # ---- command line ------------------------------------------------------------------------------
 
-_DEFAULTS = TrainConfig()
-_CHOICES = {"dataset": None, "model": sorted(MODELS), "activation": sorted(ACTIVATIONS),
-            "optimizer": list(optim.OPTIMIZERS), "schedule": list(optim.SCHEDULES)}
 flags.DEFINE_string("workdir", "runs/train", "Where config, metrics, results and checkpoints go.")
 flags.DEFINE_bool("smoke", False, "Use the seconds-long smoke config (flags below still apply).")
-for _field in dataclasses.fields(TrainConfig):
-  _default = getattr(_DEFAULTS, _field.name)
-  if _field.name in _CHOICES and _CHOICES[_field.name]:
-    flags.DEFINE_enum(_field.name, _default, _CHOICES[_field.name], _field.name)
-  elif _field.name == "dataset":
-    flags.DEFINE_string("dataset", _default,
-                        f"One of {sorted(EMBEDDED)}, an .npz file, or a directory of .npy/IDX files.")
-  elif isinstance(_default, tuple):
-    flags.DEFINE_list(_field.name, [str(w) for w in _default], "Hidden widths, comma separated.")
-  elif isinstance(_default, bool):
-    flags.DEFINE_bool(_field.name, _default, _field.name)
-  elif isinstance(_default, int):
-    flags.DEFINE_integer(_field.name, _default, _field.name)
-  else:
-    flags.DEFINE_float(_field.name, _default, _field.name)
-
-
-def config_from_flags() -> TrainConfig:
-  """The smoke or default config, with every flag the user set on the command line applied."""
-  base = smoke_config() if flags.FLAGS.smoke else TrainConfig()
-  overrides = {}
-  for field in dataclasses.fields(TrainConfig):
-    if flags.FLAGS[field.name].present:
-      value = flags.FLAGS[field.name].value
-      overrides[field.name] = tuple(int(w) for w in value) if field.name == "widths" else value
-  return dataclasses.replace(base, **overrides)
+define_config_flags(TrainConfig, choices={
+    "model": sorted(MODELS), "activation": sorted(ACTIVATIONS),
+    "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
+}, help={
+    "dataset": f"One of {sorted(EMBEDDED)}, an .npz file, or a directory of .npy/IDX files.",
+    "widths": "Hidden widths, comma separated.", "epochs": "When > 0, overrides --steps.",
+    "patience": "Evaluations without a better validation accuracy before stopping; 0: off.",
+})
 
 
 def main(argv):
   del argv
   quiet_library_logs()
   try:
-    results = run(config_from_flags(), flags.FLAGS.workdir)
+    base = smoke_config() if flags.FLAGS.smoke else TrainConfig()
+    results = run(config_from_flags(TrainConfig, base), flags.FLAGS.workdir)
   except (DataError, NonFiniteError, ConfigMismatchError) as e:
     sys.exit(f"error: {e}")
   logging.info("results: %s", json.dumps(results, indent=2))
