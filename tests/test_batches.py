@@ -97,3 +97,12 @@ def test_streaming_a_memory_mapped_file_keeps_it_out_of_resident_memory(tmp_path
     assert next(iterator)["x"].sum() == 64 * 1024
     peak = max(peak, _resident_mib())
   assert peak - start < 16  # without releases the mapping alone would add ~48 MiB
+
+
+def test_next_batches_equals_consecutive_batches():
+  one, many = BatchIterator(_split(50), 8, seed=3), BatchIterator(_split(50), 8, seed=3)
+  stacked = many.next_batches(9)  # crosses the epoch boundary (6 batches per epoch)
+  assert stacked["x"].shape == (9, 8, 1)
+  for i in range(9):
+    np.testing.assert_array_equal(stacked["x"][i], next(one)["x"])
+  assert many.position == one.position

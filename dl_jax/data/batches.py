@@ -43,12 +43,22 @@ class BatchIterator:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
+    return self.split.gather(self._next_positions())
+
+  def next_batches(self, count: int) -> dict[str, np.ndarray]:
+    """The next `count` batches stacked [count, batch, ...], read with one indexing operation."""
+    positions = [self._next_positions() for _ in range(count)]
+    if len({len(p) for p in positions}) > 1:
+      raise ValueError("next_batches needs equal batch sizes; use drop_remainder=True")
+    batch = self.split.gather(np.concatenate(positions))
+    return {k: v.reshape(count, -1, *v.shape[1:]) for k, v in batch.items()}
+
+  def _next_positions(self) -> np.ndarray:
     if self.index >= self.batches_per_epoch:
       self.epoch, self.index = self.epoch + 1, 0
     if self._order_epoch != self.epoch:
       self._order_epoch, self._order = self.epoch, self.epoch_order(self.epoch)
     start = self.index * self.batch_size
-    positions = self._order[start:start + self.batch_size]
     self.index += 1
     # Sorted positions read a memory-mapped file front to back; the batch's contents are unchanged.
-    return self.split.gather(np.sort(positions))
+    return np.sort(self._order[start:start + self.batch_size])

@@ -60,11 +60,11 @@ class SeedBatches:
     self.steps = steps
 
   def __next__(self) -> dict[str, np.ndarray]:
-    steps = [[next(it) for it in self.iterators] for _ in range(self.steps)]
-    stacked = [{k: np.stack([b[k] for b in batches]) for k in batches[0]} for batches in steps]
     if self.steps == 1:
-      return stacked[0]
-    return {k: np.stack([s[k] for s in stacked]) for k in stacked[0]}
+      batches = [next(it) for it in self.iterators]
+      return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+    batches = [it.next_batches(self.steps) for it in self.iterators]
+    return {k: np.stack([b[k] for b in batches], axis=1) for k in batches[0]}
 
 
 def fit_seeds(states: TrainState, train_step, eval_step, dataset: Dataset, seeds: Sequence[int],
