@@ -2,7 +2,9 @@
 
 Each research script declares its config once, as a frozen dataclass; this module turns the fields
 into typed flags (enums where the valid values are known, so a wrong value is rejected with the
-choices) and builds the config from the flags the user actually set.
+choices) and builds the config from the flags the user actually set. Scripts define their flags
+under `if __name__ == "__main__"`, so that tests can import several experiments into one process
+without defining a flag name twice.
 """
 
 import dataclasses
@@ -30,6 +32,21 @@ def define_config_flags(config_cls: type, choices: Mapping[str, Sequence[str]] |
       flags.DEFINE_float(name, default, text)
     else:
       flags.DEFINE_string(name, default, text)
+
+
+def define_experiment_flags(config_cls: type, default_workdir: str,
+                            choices: Mapping[str, Sequence[str]] | None = None,
+                            help: Mapping[str, str] | None = None) -> None:
+  """--workdir, --smoke, and one flag per config field."""
+  flags.DEFINE_string("workdir", default_workdir, "Where config, metrics, results and plots go.")
+  flags.DEFINE_bool("smoke", False, "Start from the seconds-long smoke config (other flags apply).")
+  define_config_flags(config_cls, choices, help)
+
+
+def experiment_config(config_cls: type, smoke_config) -> Any:
+  """The smoke or default config, with the flags set on the command line applied."""
+  base = smoke_config() if flags.FLAGS.smoke else config_cls()
+  return config_from_flags(config_cls, base)
 
 
 def config_from_flags(config_cls: type, base: Any) -> Any:

@@ -16,15 +16,6 @@ from absl import app, flags
 
 from dl_jax.data import BatchIterator, Split
 
-flags.DEFINE_float("size_gb", 1.0, "Size of the float32 input file to stream.")
-flags.DEFINE_integer("row_floats", 784, "Floats per example (784: an MNIST image).")
-flags.DEFINE_integer("batch_size", 128, "Examples per batch.")
-flags.DEFINE_integer("num_batches", 0, "Batches to stream; 0 streams one whole epoch.")
-flags.DEFINE_enum("mode", "split", ["split", "naive"], "dl_jax Split, or plain np.memmap indexing.")
-flags.DEFINE_string("dir", "/tmp/dl_jax_stream", "Where the generated files live (kept for reuse).")
-flags.DEFINE_integer("seed", 0, "Batch order seed.")
-
-
 def write_file(path: str, rows: int, row_floats: int, chunk_rows: int = 16384) -> None:
   """Writes a [rows, row_floats] float32 .npy file chunk by chunk (never whole in memory)."""
   array = np.lib.format.open_memmap(path + ".tmp", mode="w+", dtype=np.float32,
@@ -76,5 +67,16 @@ def main(argv):
         f"{rss_max:.0f} MiB at most while streaming; process peak RSS {peak_rss_mb():.0f} MiB")
 
 
+def define_flags() -> None:
+  flags.DEFINE_float("size_gb", 1.0, "Size of the float32 input file to stream.")
+  flags.DEFINE_integer("row_floats", 784, "Floats per example (784: an MNIST image).")
+  flags.DEFINE_integer("batch_size", 128, "Examples per batch.")
+  flags.DEFINE_integer("num_batches", 0, "Batches to stream; 0 streams one whole epoch.")
+  flags.DEFINE_enum("mode", "split", ["split", "naive"], "dl_jax Split, or plain np.memmap indexing.")
+  flags.DEFINE_string("dir", "/tmp/dl_jax_stream", "Where the generated files live (kept for reuse).")
+  flags.DEFINE_integer("seed", 0, "Batch order seed.")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -18,11 +18,12 @@ from absl import app, flags, logging
 
 from dl_jax import optim
 from dl_jax.activations import ACTIVATIONS
-from dl_jax.config_flags import config_from_flags, define_config_flags
+from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import EMBEDDED, DataError, load_dataset
 from dl_jax.models import MODELS, make_model
 from dl_jax.train import (FitConfig, NonFiniteError, classification_loss, classification_metrics,
                           create_train_state, fit, make_eval_step, make_train_step)
+from dl_jax.train.parallel import DataParallel, data_mesh, initialize_distributed
 from dl_jax.train.writers import ConfigMismatchError, quiet_library_logs, write_config
 
 
@@ -49,6 +50,7 @@ class TrainConfig:
   checkpoint_every: int = 1000
   patience: int = 0
   seed: int = 0
+  devices: int = 0  # > 0: data-parallel over that many devices (all processes together)
 
 
 def smoke_config() -> TrainConfig:
@@ -74,7 +76,8 @@ def run(config: TrainConfig, workdir: str, hooks: Sequence = ()) -> dict:
                          checkpoint_every=config.checkpoint_every, patience=config.patience)
   train_step = make_train_step(classification_loss(model, config.l2))
   eval_step = make_eval_step(classification_metrics(model))
-  _, results = fit(state, train_step, eval_step, dataset, fit_config, workdir, hooks)
+  parallel = DataParallel(data_mesh(config.devices)) if config.devices else None
+  _, results = fit(state, train_step, eval_step, dataset, fit_config, workdir, hooks, parallel)
   return results
 
 
@@ -86,24 +89,31 @@ def _num_steps(config: TrainConfig, num_train: int) -> int:
 
 # ---- command line ------------------------------------------------------------------------------
 
-flags.DEFINE_string("workdir", "runs/train", "Where config, metrics, results and checkpoints go.")
-flags.DEFINE_bool("smoke", False, "Use the seconds-long smoke config (flags below still apply).")
-define_config_flags(TrainConfig, choices={
-    "model": sorted(MODELS), "activation": sorted(ACTIVATIONS),
-    "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
-}, help={
-    "dataset": f"One of {sorted(EMBEDDED)}, an .npz file, or a directory of .npy/IDX files.",
-    "widths": "Hidden widths, comma separated.", "epochs": "When > 0, overrides --steps.",
-    "patience": "Evaluations without a better validation accuracy before stopping; 0: off.",
-})
+def define_flags() -> None:
+  define_experiment_flags(TrainConfig, "runs/train", choices={
+      "model": sorted(MODELS), "activation": sorted(ACTIVATIONS),
+      "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
+  }, help={
+      "dataset": f"One of {sorted(EMBEDDED)}, an .npz file, or a directory of .npy/IDX files.",
+      "widths": "Hidden widths, comma separated.", "epochs": "When > 0, overrides --steps.",
+      "patience": "Evaluations without a better validation accuracy before stopping; 0: off.",
+      "devices": "0: one device, JAX's default placement. N > 0: batches split over N devices of "
+                 "all processes, parameters replicated (jax.sharding).",
+  })
+  flags.DEFINE_string("coordinator", None, "host:port of process 0, to train as one of many "
+                      "processes (jax.distributed).")
+  flags.DEFINE_integer("num_processes", 1, "Processes in a multi-process run.")
+  flags.DEFINE_integer("process_id", 0, "This process's index in a multi-process run.")
 
 
 def main(argv):
   del argv
   quiet_library_logs()
+  if flags.FLAGS.coordinator:
+    initialize_distributed(flags.FLAGS.coordinator, flags.FLAGS.num_processes,
+                           flags.FLAGS.process_id)
   try:
-    base = smoke_config() if flags.FLAGS.smoke else TrainConfig()
-    results = run(config_from_flags(TrainConfig, base), flags.FLAGS.workdir)
+    results = run(experiment_config(TrainConfig, smoke_config), flags.FLAGS.workdir)
   except (DataError, NonFiniteError, ConfigMismatchError) as e:
     sys.exit(f"error: {e}")
   logging.info("results: %s", json.dumps(results, indent=2))
@@ -113,4 +123,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -12,10 +12,12 @@ class BatchIterator:
   operation on the (possibly memory-mapped) arrays. `position` = (epoch, index of the next batch
   within the epoch) is all the state there is: an iterator built with the same split, batch size
   and seed and restored to a position yields exactly the batches the original would have.
+  `shard=(i, n)` yields only the i-th of n equal slices of every batch (process i's rows when n
+  processes feed one data-parallel step); the n slices in order make up the whole batch.
   """
 
   def __init__(self, split: Split, batch_size: int, seed: int, drop_remainder: bool = True,
-               position: tuple[int, int] = (0, 0)):
+               position: tuple[int, int] = (0, 0), shard: tuple[int, int] = (0, 1)):
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if drop_remainder and batch_size > len(split):
@@ -23,6 +25,7 @@ class BatchIterator:
                        "use a smaller batch or drop_remainder=False")
     self.split, self.batch_size, self.seed = split, batch_size, seed
     self.drop_remainder = drop_remainder
+    self.shard_index, self.num_shards = shard
     self.epoch, self.index = (int(p) for p in position)
     self._order_epoch, self._order = None, None
 
@@ -61,4 +64,8 @@ class BatchIterator:
     start = self.index * self.batch_size
     self.index += 1
     # Sorted positions read a memory-mapped file front to back; the batch's contents are unchanged.
-    return np.sort(self._order[start:start + self.batch_size])
+    positions = np.sort(self._order[start:start + self.batch_size])
+    if self.num_shards == 1:
+      return positions
+    size = len(positions) // self.num_shards
+    return positions[self.shard_index * size:(self.shard_index + 1) * size]

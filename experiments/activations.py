@@ -1,0 +1,387 @@
+"""Vanishing gradients: deep MLPs with saturating and ReLU-family activations under three inits.
+
+    python -m experiments.activations          # the full grid below: ~10 min on 2 shared CPU cores
+    python -m experiments.activations --smoke    # seconds
+    python -m experiments.activations --datasets=mnist1d --depths=10,30 --activations=sigmoid,relu
+
+Plain MLPs (no skips, no normalization) of 2..30 Dense layers, 100 wide, on `mnist` and
+`mnist1d`, for sigmoid, tanh, relu, leaky_relu, gelu and silu, with naive (N(0, 0.01^2)), Glorot
+and He kernels.
+Per-layer kernel-gradient norms are taken on a fixed batch of training examples at initialization
+and during training; train / val / test accuracies, the generalization gap and the first-layer over
+last-layer gradient ratio go to results.json and results.md, and two kinds of figure to plots/.
+
+What the default reaches (measured: 607 s, 3 seeds; test accuracy, first/last gradient ratio g1/gL
+at init; Glorot & Bengio 2010, He et al. 2015):
+- sigmoid is at chance in every cell from depth 10, and already at depth 5 except MNIST with He
+  init (27 ± 13%); at depth 30 g1/gL is 5e-15 with He init and underflows to 0 with Glorot.
+- relu / leaky_relu at depth 30 train with He init (MNIST 83 / 85%, MNIST-1D 46 / 46%) and stall at
+  chance with Glorot: there the ratio stays ~1-4 but every layer's gradient is ~1e-5, not ~0.5.
+- gelu / silu need more than He's gain 2: near 0 they act like x/2, so the signal halves per layer.
+  At depth 30 with He init they stall on MNIST (12 / 10%); on MNIST-1D gelu reaches 37%, silu 14%.
+- tanh with Glorot or He trains at every depth (MNIST 92%, MNIST-1D 44-49% at depth 30); the naive
+  init stalls every net from depth 5 (the signal shrinks ~10x per layer).
+
+Optimizer: SGD with momentum, deliberately. Its update is proportional to the gradient, so a layer
+whose gradient has vanished does not learn, which is the effect measured here. Adam divides each
+update by a running RMS of that parameter's gradient, so a 1e-6 gradient still moves its weights at
+the full learning rate: it partly hides vanishing gradients. One schedule serves every cell: lr
+0.01, 100 warmup steps, cosine decay. Measured at depth 30 on MNIST: a constant 0.01 gave relu/He
+63 ± 15%, and a constant 0.05 stalled (< 20% test) every depth-30 Glorot or He net on both
+datasets but silu/He on MNIST-1D (21%).
+
+Efficiency: the init only changes the starting parameters, not the function, so for each (dataset,
+depth, activation) every init x seed runs as one model stacked on a leading axis of one vmapped,
+jitted program (dl_jax.train.seeds): 9 models per compilation by default. Inits share seeds, so
+seed s draws the same data order for every init (a paired comparison).
+"""
+
+import dataclasses
+import math
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from dl_jax import optim
+from dl_jax.activations import get_activation
+from dl_jax.config_flags import define_experiment_flags, experiment_config
+from dl_jax.data import Dataset, load_dataset
+from dl_jax.diagnostics import first_last_ratio, layer_gradient_norms
+from dl_jax.initializers import get_initializer
+from dl_jax.models import MLP
+from dl_jax.plots import _save, plt  # pyplot with the screenless Agg backend selected
+from dl_jax.train import classification_loss, classification_metrics, create_train_state, evaluate
+from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_train_step,
+                                stack_states)
+from dl_jax.train.writers import quiet_library_logs, write_json
+
+CHANCE = 0.1  # both datasets have 10 balanced classes
+STALLED = 2 * CHANCE  # a net whose mean test accuracy stays below this did not train
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationsConfig:
+  datasets: tuple[str, ...] = ("mnist", "mnist1d")
+  depths: tuple[int, ...] = (2, 5, 10, 20, 30)  # Dense layers, the output layer included
+  activations: tuple[str, ...] = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu", "silu")
+  inits: tuple[str, ...] = ("naive", "glorot", "he")
+  width: int = 100
+  optimizer: str = "momentum"
+  learning_rate: float = 0.01
+  schedule: str = "warmup_cosine"
+  warmup_steps: int = 100
+  batch_size: int = 64
+  steps: int = 600
+  grad_probes: int = 3  # evenly spaced steps in [0, steps] where per-layer gradients are taken
+  probe_examples: int = 500  # the fixed training examples the gradients are taken on
+  val_fraction: float = 0.1
+  eval_batch_size: int = 1000
+  seeds: tuple[int, ...] = (0, 1, 2)
+
+
+def smoke_config() -> ActivationsConfig:
+  """Seconds on a laptop CPU: what the tests run end to end."""
+  return ActivationsConfig(datasets=("mnist1d",), depths=(2, 4), activations=("sigmoid", "relu"),
+                           inits=("naive", "he"), width=16, batch_size=32, steps=20,
+                           warmup_steps=5, probe_examples=64, seeds=(0, 1))
+
+
+def run(config: ActivationsConfig, workdir: str) -> dict:
+  """Trains the whole grid; writes results.json, results.md and plots/ into `workdir`."""
+  _check(config)
+  start, runs, datasets = time.perf_counter(), [], {}
+  for name in config.datasets:
+    dataset = load_dataset(name, config.val_fraction, val_seed=0)
+    datasets[name] = dataset.metadata
+    probe_batch = _probe_batch(dataset, config.probe_examples)
+    for depth in config.depths:
+      for activation in config.activations:
+        group = train_group(config, dataset, probe_batch, depth, activation)
+        _report_progress(group)
+        runs += group
+  results = {"config": dataclasses.asdict(config), "seeds": list(config.seeds),
+             "probe_steps": probe_steps(config), "datasets": datasets,
+             "wall_seconds": time.perf_counter() - start, "runs": runs}
+  write_json(os.path.join(workdir, "results.json"), results)
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(markdown_report(results))
+  results["plots"] = save_plots(results, os.path.join(workdir, "plots"))
+  return results
+
+
+def _check(config: ActivationsConfig) -> None:
+  """Fails on a bad name or size before any training starts, not an hour into the grid."""
+  for name in config.activations:
+    get_activation(name)
+  for name in config.inits:
+    get_initializer(name)
+  if min(config.depths) < 1 or not config.seeds or config.grad_probes < 1:
+    raise ValueError("depths must be >= 1, and there must be at least one seed and one probe")
+
+
+def probe_steps(config: ActivationsConfig) -> list[int]:
+  """The steps (0 = initialization) at which per-layer gradient norms are recorded."""
+  if config.grad_probes == 1:
+    return [0]
+  return sorted({round(i * config.steps / (config.grad_probes - 1))
+                 for i in range(config.grad_probes)})
+
+
+def _probe_batch(dataset: Dataset, size: int) -> dict[str, np.ndarray]:
+  """A fixed, seeded sample of training examples (the splits may be sorted by class)."""
+  size = min(size, len(dataset.train))
+  positions = np.random.default_rng(0).choice(len(dataset.train), size, replace=False)
+  return dataset.train.gather(np.sort(positions))
+
+
+# ---- one architecture: every init x seed in one vmapped program --------------------------------
+
+def train_group(config: ActivationsConfig, dataset: Dataset, probe_batch: dict, depth: int,
+                activation: str) -> list[dict]:
+  """Trains one (dataset, depth, activation) for every init and seed; one record per init."""
+  start = time.perf_counter()
+  models = [MLP(widths=(config.width,) * (depth - 1), num_outputs=dataset.num_classes,
+                activation=activation, kernel_init=init) for init in config.inits]
+  states = _stacked_states(config, models, dataset.train.gather([0])["x"])
+  loss_fn = classification_loss(models[0])  # the init changes the draw, never the function
+  probe = jax.jit(jax.vmap(lambda params, batch: layer_gradient_norms(
+      lambda p: loss_fn(p, {}, batch, {})[0], params), in_axes=(0, None)))
+  batches = SeedBatches(dataset.train, config.batch_size, list(config.seeds) * len(config.inits))
+  states, norms = _train_and_probe(config, states, make_seeds_train_step(loss_fn), batches,
+                                   lambda params: probe(params, probe_batch))
+  eval_step = make_seeds_eval_step(classification_metrics(models[0]))
+  figures = {name: evaluate(eval_step, states, split, config.eval_batch_size)
+             for name, split in dataset.splits().items()}
+  seconds = time.perf_counter() - start
+  return [_record(config, dataset.name, depth, activation, init, figures, norms, index, seconds)
+          for index, init in enumerate(config.inits)]
+
+
+def _train_and_probe(config: ActivationsConfig, states, train_step, batches, probe):
+  """Trains the stacked states; `probe(params)` (per-layer gradient norms) at the probe steps."""
+  norms, probes = {}, probe_steps(config)
+  for step in range(config.steps + 1):
+    if step in probes:
+      norms[step] = probe(states.params)  # dispatched asynchronously; fetched once at the end
+    if step < config.steps:
+      states, _ = train_step(states, next(batches))
+  return states, {step: np.asarray(value) for step, value in jax.device_get(norms).items()}
+
+
+def _stacked_states(config: ActivationsConfig, models: list[MLP], example: np.ndarray):
+  """One state per (init, seed), init-major, stacked on axis 0; all share one apply_fn and tx."""
+  schedule = optim.make_schedule(config.schedule, config.learning_rate, config.steps,
+                                 config.warmup_steps)
+  tx = optim.make_optimizer(config.optimizer, schedule)
+  states = [create_train_state(model, tx, example, seed)
+            for model in models for seed in config.seeds]
+  return stack_states([state.replace(apply_fn=models[0].apply) for state in states])
+
+
+def _record(config, dataset_name, depth, activation, init, figures, norms, index, seconds) -> dict:
+  """The figures of one init: per-seed lists, their mean and std, and gradient norms per probe."""
+  part = slice(index * len(config.seeds), (index + 1) * len(config.seeds))
+  accuracy = {split: np.asarray(f["accuracy"][part]) for split, f in figures.items()}
+  gap = {"train_test": accuracy["train"] - accuracy["test"]}
+  if "val" in accuracy:
+    gap["train_val"] = accuracy["train"] - accuracy["val"]
+  with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 when every gradient underflowed
+    ratios = {step: first_last_ratio(value[part]) for step, value in norms.items()}
+  return _json_safe({
+      "dataset": dataset_name, "depth": depth, "activation": activation, "init": init,
+      "seeds": list(config.seeds), "group_seconds": seconds,
+      "accuracy": accuracy, "loss": {split: f["loss"][part] for split, f in figures.items()},
+      "gap": gap, "mean": {k: float(np.mean(v)) for k, v in {**accuracy, **gap}.items()},
+      "std": {k: float(np.std(v)) for k, v in {**accuracy, **gap}.items()},
+      "grad_norms": {str(step): value[part] for step, value in norms.items()},  # [seed][layer]
+      "first_last_ratio": {str(step): r for step, r in ratios.items()},
+      "geomean": {str(step): {"first_layer": _geomean(value[part, 0]),
+                              "last_layer": _geomean(value[part, -1]),
+                              "first_last_ratio": _geomean(ratios[step])}
+                  for step, value in norms.items()},
+      "trains": bool(np.mean(accuracy["test"]) >= STALLED)})
+
+
+def _geomean(values: np.ndarray) -> float:
+  """Geometric mean (ratios span orders of magnitude); 0 if any value is 0."""
+  values = np.asarray(values, dtype=np.float64)
+  return 0.0 if np.any(values == 0) else float(np.exp(np.mean(np.log(values))))
+
+
+def _json_safe(tree):
+  """Arrays to lists and NaN/Inf to None, so results.json is strict JSON."""
+  if isinstance(tree, dict):
+    return {key: _json_safe(value) for key, value in tree.items()}
+  if isinstance(tree, (list, tuple, np.ndarray)):
+    return [_json_safe(value) for value in tree]
+  if isinstance(tree, (float, np.floating)):
+    return float(tree) if math.isfinite(tree) else None
+  return tree.item() if isinstance(tree, np.generic) else tree
+
+
+def _report_progress(group: list[dict]) -> None:
+  first = group[0]
+  tests = ", ".join(f"{r['init']} {r['mean']['test']:.3f}" for r in group)
+  print(f"{first['dataset']} depth {first['depth']} {first['activation']}: "
+        f"{first['group_seconds']:.1f} s, test accuracy {tests}", file=sys.stderr, flush=True)
+
+
+# ---- reports -----------------------------------------------------------------------------------
+
+def _pm(record: dict, key: str) -> str:
+  return f"{100 * record['mean'][key]:.1f} ± {100 * record['std'][key]:.1f}"
+
+
+def _geo(record: dict, step: int, key: str = "first_last_ratio") -> str:
+  value = record["geomean"][str(step)][key]
+  return "n/a (0/0)" if value is None else f"{value:.2g}"
+
+
+def markdown_report(results: dict) -> str:
+  """The setup, the headline table for the deepest nets, then every depth x activation x init."""
+  config = results["config"]
+  first, last = results["probe_steps"][0], results["probe_steps"][-1]
+  setup = [
+      "# Vanishing gradients: depth x activation x initialization", "",
+      f"Plain MLPs, width {config['width']}, {config['optimizer']} lr {config['learning_rate']} "
+      f"({config['schedule']}, {config['warmup_steps']} warmup steps), batch "
+      f"{config['batch_size']}, {config['steps']} steps, seeds {results['seeds']}; wall time "
+      f"{results['wall_seconds']:.0f} s. Depth counts Dense layers, the output layer included. "
+      f"Accuracy in %, mean ± std over seeds. g1, gL: first- and last-layer kernel-gradient norms "
+      f"on {config['probe_examples']} fixed training examples; g1/gL their ratio (geometric means "
+      f"over seeds), at step {first} (init) and step {last}. Chance is {100 * CHANCE:.0f}%; "
+      f"'stalled' means mean test accuracy < {100 * STALLED:.0f}%.", ""]
+  return "\n".join(setup + headline_table(results) + _grid_tables(results)) + "\n"
+
+
+def headline_table(results: dict) -> list[str]:
+  """Every figure of the deepest nets: accuracies, gap, gradient sizes at init and at the end."""
+  first, last = results["probe_steps"][0], results["probe_steps"][-1]
+  deepest = max(results["config"]["depths"])
+  lines = [f"## Depth {deepest}", "",
+           "| dataset | activation | init | train | val | test | gap (train-test) | "
+           f"g1 step {first} | gL step {first} | g1/gL step {first} | g1/gL step {last} | trains |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in (r for r in results["runs"] if r["depth"] == deepest):
+    val = _pm(r, "val") if "val" in r["mean"] else "-"
+    lines.append(f"| {r['dataset']} | {r['activation']} | {r['init']} | {_pm(r, 'train')} | {val} "
+                 f"| {_pm(r, 'test')} | {_pm(r, 'train_test')} | {_geo(r, first, 'first_layer')} | "
+                 f"{_geo(r, first, 'last_layer')} | {_geo(r, first)} | {_geo(r, last)} | "
+                 f"{'yes' if r['trains'] else 'stalled'} |")
+  return lines
+
+
+def _grid_tables(results: dict) -> list[str]:
+  """Per dataset: test accuracy and g1/gL at init for every depth x activation x init."""
+  config, first, lines = results["config"], results["probe_steps"][0], []
+  for dataset in config["datasets"]:
+    lines += ["", f"## {dataset}: test accuracy % (g1/gL at init)", "",
+              "| depth | activation | " + " | ".join(config["inits"]) + " |",
+              "|---|---|" + "---|" * len(config["inits"])]
+    for depth in config["depths"]:
+      for activation in config["activations"]:
+        cells = [_find(results["runs"], dataset, depth, activation, init)
+                 for init in config["inits"]]
+        lines.append(f"| {depth} | {activation} | " + " | ".join(
+            f"{_pm(r, 'test')} ({_geo(r, first)})" for r in cells) + " |")
+  return lines
+
+
+def _find(runs: list[dict], dataset: str, depth: int, activation: str, init: str) -> dict:
+  return next(r for r in runs if (r["dataset"], r["depth"], r["activation"], r["init"])
+              == (dataset, depth, activation, init))
+
+
+def save_plots(results: dict, directory: str) -> list[str]:
+  """Per dataset: gradient-norm profiles of the deepest nets, and test-accuracy heatmaps."""
+  paths = []
+  for dataset in results["config"]["datasets"]:
+    paths.append(plot_gradient_profiles(results, dataset, directory))
+    paths.append(plot_accuracy_heatmaps(results, dataset, directory))
+  return paths
+
+
+_FLOOR = 1e-30  # zero norms (underflow) drawn here, so a log axis still shows the line
+_MARKERS = "ovs^Dx*+"  # overlapping lines stay distinguishable
+
+
+def plot_gradient_profiles(results: dict, dataset: str, directory: str) -> str:
+  """Kernel-gradient norm per layer (log) of the deepest nets: a panel per init, a line per
+  activation; the top row at initialization, the bottom row at the end of training."""
+  config, steps = results["config"], (results["probe_steps"][0], results["probe_steps"][-1])
+  deepest, inits = max(config["depths"]), config["inits"]
+  fig, axes = plt.subplots(2, len(inits), figsize=(4.2 * len(inits), 7), squeeze=False,
+                           sharey="row")
+  for row, step in enumerate(steps):
+    for col, init in enumerate(inits):
+      ax = axes[row][col]
+      for activation, marker in zip(config["activations"], _MARKERS):
+        norms = _find(results["runs"], dataset, deepest, activation, init)["grad_norms"][str(step)]
+        norms = np.maximum(np.array(norms, dtype=float), _FLOOR)  # [seed, layer]
+        ax.semilogy(np.arange(1, norms.shape[1] + 1), np.exp(np.log(norms).mean(0)),
+                    label=activation, marker=marker, markersize=4, alpha=0.8)
+      ax.set(title=f"{init} init, step {step}", xlabel="layer (1 = input)")
+      ax.grid(alpha=0.3, which="both")
+    axes[row][0].set_ylabel("kernel-gradient norm")
+  axes[0][-1].legend(fontsize=8)
+  fig.suptitle(f"{dataset}: per-layer gradient norms, depth {deepest} (geometric mean over seeds; "
+               f"0 drawn at {_FLOOR:g})")
+  return _save(fig, os.path.join(directory, f"gradient_norms_{dataset}.png"))
+
+
+def plot_accuracy_heatmaps(results: dict, dataset: str, directory: str) -> str:
+  """Mean test accuracy, depth x activation, one panel per init."""
+  config = results["config"]
+  depths, activations, inits = config["depths"], config["activations"], config["inits"]
+  fig, axes = plt.subplots(1, len(inits), figsize=(4.2 * len(inits), 0.5 * len(depths) + 2.5),
+                           squeeze=False)
+  for ax, init in zip(axes[0], inits):
+    grid = np.array([[_find(results["runs"], dataset, d, a, init)["mean"]["test"]
+                      for a in activations] for d in depths])
+    ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for (i, j), value in np.ndenumerate(grid):
+      ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=8,
+              color="white" if value < 0.6 else "black")
+    ax.set_xticks(range(len(activations)), activations, rotation=45, ha="right")
+    ax.set_yticks(range(len(depths)), depths)
+    ax.set(title=f"{init} init", ylabel="depth (Dense layers)")
+  fig.suptitle(f"{dataset}: test accuracy (%)")
+  return _save(fig, os.path.join(directory, f"accuracy_{dataset}.png"))
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+def define_flags() -> None:
+  define_experiment_flags(ActivationsConfig, "runs/activations", choices={
+      "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
+  }, help={
+      "datasets": "Embedded datasets, comma separated.",
+      "depths": "Dense layers per net (the output layer included), comma separated.",
+      "activations": "Activation names (dl_jax.activations), comma separated.",
+      "inits": "Kernel initializers (dl_jax.initializers), comma separated.",
+      "grad_probes": "Evenly spaced steps in [0, steps] where per-layer gradients are recorded.",
+      "seeds": "Seeds trained together in one vmapped program, comma separated.",
+  })
+
+
+def main(argv):
+  del argv
+  quiet_library_logs()
+  config = experiment_config(ActivationsConfig, smoke_config)
+  try:
+    _check(config)
+  except ValueError as e:  # a bad name or size: a sentence, not a traceback
+    sys.exit(f"error: {e}")
+  results = run(config, flags.FLAGS.workdir)
+  print("\n".join(headline_table(results)))
+  print(f"wall time {results['wall_seconds']:.0f} s; full tables in "
+        f"{os.path.join(flags.FLAGS.workdir, 'results.md')}")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,176 @@
+"""Translate English number words into French, German or Spanish with an attention seq2seq model.
+
+    python -m experiments.translate                        # English -> French, the default below
+    python -m experiments.translate --language=de --attention=luong_general --cell=lstm
+    python -m experiments.translate --smoke --language=es
+
+The default (bidirectional GRU encoder 2x128, GRU decoder 256 with Bahdanau attention, 0.98M
+parameters; 20,000 training numbers; Adam 3e-3, 200 warmup steps then cosine decay, clipping at 1;
+batch 128, 1000 steps) spells 99.95% of 2,000 held-out numbers exactly right in French (token
+accuracy 99.98%): 8 minutes wall, 4.8 minutes of CPU, on 2 cores shared with other jobs.
+Validation exact match passes 99% by step 250. Spanish: 99.90% in 4 minutes. German, spelled in
+characters (targets up to 65 tokens), runs ~3x slower per step: 99.95% after 600 steps, 10 minutes.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+import optax
+from absl import app, flags, logging
+
+from dl_jax import optim
+from dl_jax.config_flags import define_experiment_flags, experiment_config
+from dl_jax.data import DataError
+from dl_jax.data.translation import LANGUAGES, Translation, translation_data
+from dl_jax.models.seq2seq import ATTENTIONS, CELLS, Seq2Seq
+from dl_jax.train import (FitConfig, NonFiniteError, TrainState, fit, make_eval_step,
+                          make_train_step, stream_key)
+from dl_jax.train.sequence import sequence_loss, sequence_metrics
+from dl_jax.train.writers import is_writer, quiet_library_logs, write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class TranslateConfig:
+  language: str = "fr"
+  num_train: int = 20_000
+  num_val: int = 1_000
+  num_test: int = 2_000  # held-out numbers: never in train or val, nor any of their strings
+  min_word_count: int = 10  # rarer words are spelled in characters
+  embed_dim: int = 64
+  encoder_size: int = 128  # per direction
+  decoder_size: int = 256
+  cell: str = "gru"
+  attention: str = "bahdanau"
+  dropout: float = 0.0
+  learning_rate: float = 3e-3
+  warmup_steps: int = 200
+  clip_norm: float = 1.0
+  batch_size: int = 128
+  steps: int = 1000
+  eval_every: int = 250
+  eval_batch_size: int = 1000
+  log_every: int = 100
+  checkpoint_every: int = 1000
+  patience: int = 0
+  num_samples: int = 20  # sample translations to print and save, mistakes first
+  seed: int = 0
+
+
+def smoke_config() -> TranslateConfig:
+  """Seconds on a laptop CPU: what the tests run end to end."""
+  return TranslateConfig(num_train=400, num_val=50, num_test=50, min_word_count=3, embed_dim=16,
+                         encoder_size=16, decoder_size=32, batch_size=32, steps=30, warmup_steps=5,
+                         eval_every=15, eval_batch_size=50, log_every=10, checkpoint_every=30,
+                         num_samples=6)
+
+
+def make_model(config: TranslateConfig, vocab_size: int) -> Seq2Seq:
+  return Seq2Seq(vocab_size, embed_dim=config.embed_dim, encoder_size=config.encoder_size,
+                 decoder_size=config.decoder_size, cell=config.cell, attention=config.attention,
+                 dropout_rate=config.dropout)
+
+
+def init_state(model: Seq2Seq, config: TranslateConfig, example: dict) -> TrainState:
+  """Parameters from the run's 'params' stream; Adam with warmup, cosine decay and clipping."""
+  root = jax.random.PRNGKey(config.seed)
+  y = example["y"]
+  params = model.init({"params": stream_key(root, "params")}, example["x"], y[:, :-1])["params"]
+  schedule = optim.make_schedule("warmup_cosine", config.learning_rate, config.steps,
+                                 config.warmup_steps)
+  tx = optax.chain(optax.clip_by_global_norm(config.clip_norm),
+                   optim.make_optimizer("adam", schedule))
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx, key=root, model_state={})
+
+
+def run(config: TranslateConfig, workdir: str) -> dict:
+  """Trains, evaluates, writes config.json, metrics.jsonl, results.json and samples.txt."""
+  data = translation_data(config.language, config.num_train, config.num_val, config.num_test,
+                          config.seed, config.min_word_count)
+  model = make_model(config, data.vocab.size)
+  state = init_state(model, config, data.dataset.train.gather(np.arange(1)))
+  write_json(os.path.join(workdir, "config.json"),
+             {"config": dataclasses.asdict(config), "dataset": data.dataset.metadata,
+              "vocab_size": data.vocab.size, "dropped_pairs": data.dropped})
+  fit_config = FitConfig(num_steps=config.steps, batch_size=config.batch_size, seed=config.seed,
+                         eval_every=config.eval_every, log_every=config.log_every,
+                         checkpoint_every=config.checkpoint_every, patience=config.patience,
+                         eval_batch_size=config.eval_batch_size, train_eval_examples=2_000)
+  train_step = make_train_step(sequence_loss(model))
+  eval_step = make_eval_step(sequence_metrics(model))
+  state, results = fit(state, train_step, eval_step, data.dataset, fit_config, workdir)
+  predictions = translate(model, state.params, data, config.eval_batch_size)
+  targets = data.texts["test"][1]
+  results["held_out"] = {
+      "exact_match": results["test"]["exact_match"],
+      "token_accuracy": results["test"]["token_accuracy"],
+      # the same strings spelled with other tokens (characters for a word) count as right here
+      "string_exact_match": float(np.mean([p == t for p, t in zip(predictions, targets)])),
+      "num_numbers": len(targets)}
+  results["samples"] = sample_translations(data, predictions, config.num_samples)
+  write_json(os.path.join(workdir, "results.json"), results)
+  _write_samples(os.path.join(workdir, "samples.txt"), results["samples"])
+  return results
+
+
+def translate(model: Seq2Seq, params, data: Translation, batch_size: int) -> list[str]:
+  """Greedy translations of the held-out (test) sources, as strings."""
+  sources, max_len = data.dataset.test.x, data.dataset.test.y.shape[1] - 1
+  decode = jax.jit(lambda p, x: model.apply({"params": p}, x, max_len, method="greedy_decode"))
+  tokens = [np.asarray(decode(params, sources[i:i + batch_size]))
+            for i in range(0, len(sources), batch_size)]
+  return data.vocab.decode(np.concatenate(tokens))
+
+
+def sample_translations(data: Translation, predictions: list[str], count: int) -> list[dict]:
+  """`count` held-out translations, mistakes first: half of them, or more if few are right."""
+  sources, targets = data.texts["test"]
+  rows = [{"number": int(n), "english": s, "target": t, "prediction": p, "correct": p == t}
+          for n, s, t, p in zip(data.numbers["test"], sources, targets, predictions)]
+  right = [r for r in rows if r["correct"]]
+  wrong = [r for r in rows if not r["correct"]][:max(count // 2, count - len(right))]
+  return wrong + right[:count - len(wrong)]
+
+
+def _write_samples(path: str, samples: list[dict]) -> None:
+  lines = [f"{'ok ' if r['correct'] else 'BAD'} {r['number']:>7}  {r['english']}\n"
+           f"{'':12}target:     {r['target']}\n{'':12}prediction: {r['prediction']}"
+           for r in samples]
+  if is_writer():
+    with open(path, "w") as f:
+      f.write("\n".join(lines) + "\n")
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+_CHOICES = {"language": list(LANGUAGES), "cell": sorted(CELLS), "attention": list(ATTENTIONS)}
+
+
+def define_flags() -> None:
+  define_experiment_flags(TranslateConfig, "runs/translate", choices=_CHOICES)
+
+
+def main(argv):
+  del argv
+  quiet_library_logs()
+  try:
+    results = run(experiment_config(TranslateConfig, smoke_config), flags.FLAGS.workdir)
+  except (DataError, NonFiniteError) as e:
+    sys.exit(f"error: {e}")
+  logging.info("results: %s", json.dumps(results, indent=2))
+  for name in ("train", "val", "test"):
+    r = results[name]
+    print(f"{name:>5}: exact match {r['exact_match']:.4f}  token accuracy {r['token_accuracy']:.4f}"
+          f"  loss {r['loss']:.4f}")
+  print(f"  gap: train-test exact match {results['gap']['train_test_accuracy']:+.4f}")
+  for r in results["samples"]:
+    print(f"{'ok ' if r['correct'] else 'BAD'} {r['english']} -> {r['prediction']}"
+          + ("" if r["correct"] else f"   (want {r['target']})"))
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
