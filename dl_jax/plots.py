@@ -25,10 +25,11 @@ def plot_mean_std_curves(curves: Mapping[str, tuple[Sequence[int], np.ndarray]],
   ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
-def _save(fig, path: str) -> str:
+def save_figure(fig, path: str) -> str:
+  """Saves and closes `fig`, creating the folder; returns the path."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.tight_layout()
   fig.savefig(path, dpi=110)

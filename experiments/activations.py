@@ -53,7 +53,7 @@ from dl_jax.data import Dataset, load_dataset
 from dl_jax.diagnostics import first_last_ratio, layer_gradient_norms
 from dl_jax.initializers import get_initializer
 from dl_jax.models import MLP
-from dl_jax.plots import _save, plt  # pyplot with the screenless Agg backend selected
+from dl_jax.plots import plt, save_figure  # pyplot with the screenless Agg backend selected
 from dl_jax.train import classification_loss, classification_metrics, create_train_state, evaluate
 from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_train_step,
                                 stack_states)
@@ -330,7 +330,7 @@ def plot_gradient_profiles(results: dict, dataset: str, directory: str) -> str:
   axes[0][-1].legend(fontsize=8)
   fig.suptitle(f"{dataset}: per-layer gradient norms, depth {deepest} (geometric mean over seeds; "
                f"0 drawn at {_FLOOR:g})")
-  return _save(fig, os.path.join(directory, f"gradient_norms_{dataset}.png"))
+  return save_figure(fig, os.path.join(directory, f"gradient_norms_{dataset}.png"))
 
 
 def plot_accuracy_heatmaps(results: dict, dataset: str, directory: str) -> str:
@@ -350,7 +350,7 @@ def plot_accuracy_heatmaps(results: dict, dataset: str, directory: str) -> str:
     ax.set_yticks(range(len(depths)), depths)
     ax.set(title=f"{init} init", ylabel="depth (Dense layers)")
   fig.suptitle(f"{dataset}: test accuracy (%)")
-  return _save(fig, os.path.join(directory, f"accuracy_{dataset}.png"))
+  return save_figure(fig, os.path.join(directory, f"accuracy_{dataset}.png"))
 
 
 # ---- command line ------------------------------------------------------------------------------

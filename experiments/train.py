@@ -101,7 +101,7 @@ def define_flags() -> None:
                  "all processes, parameters replicated (jax.sharding).",
   })
   flags.DEFINE_string("coordinator", None, "host:port of process 0, to train as one of many "
-                      "processes (jax.distributed).")
+                      "processes (jax.distributed); 'auto' on TPU pods and SLURM clusters.")
   flags.DEFINE_integer("num_processes", 1, "Processes in a multi-process run.")
   flags.DEFINE_integer("process_id", 0, "This process's index in a multi-process run.")
 

@@ -61,8 +61,13 @@ class DataParallel:
 def initialize_distributed(coordinator: str, num_processes: int, process_id: int) -> None:
   """Joins a multi-process run (one process per host or per accelerator group).
 
-  CPU devices exchange gradients through Gloo collectives (the setting only concerns the CPU
-  backend; GPUs and TPUs use their own). Call before any other JAX work.
+  `coordinator="auto"` lets JAX read the cluster from the environment (TPU pod slices, SLURM);
+  otherwise it is process 0's host:port. CPU devices exchange gradients through Gloo collectives
+  (the setting only concerns the CPU backend; GPUs and TPUs use their own). Call before any other
+  JAX work.
   """
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+  if coordinator == "auto":
+    jax.distributed.initialize()
+  else:
+    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
