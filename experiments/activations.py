@@ -93,6 +93,7 @@ def smoke_config() -> ActivationsConfig:
 def run(config: ActivationsConfig, workdir: str) -> dict:
   """Trains the whole grid; writes results.json, results.md and plots/ into `workdir`."""
   _check(config)
+  write_json(os.path.join(workdir, "config.json"), dataclasses.asdict(config))
   start, runs, datasets = time.perf_counter(), [], {}
   for name in config.datasets:
     dataset = load_dataset(name, config.val_fraction, val_seed=0)

@@ -30,7 +30,8 @@ from dl_jax.models.seq2seq import ATTENTIONS, CELLS, Seq2Seq
 from dl_jax.train import (FitConfig, NonFiniteError, TrainState, fit, make_eval_step,
                           make_train_step, stream_key)
 from dl_jax.train.sequence import sequence_loss, sequence_metrics
-from dl_jax.train.writers import is_writer, quiet_library_logs, write_json
+from dl_jax.train.writers import (ConfigMismatchError, is_writer, quiet_library_logs,
+                                  write_config, write_json)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +93,8 @@ def run(config: TranslateConfig, workdir: str) -> dict:
                           config.seed, config.min_word_count)
   model = make_model(config, data.vocab.size)
   state = init_state(model, config, data.dataset.train.gather(np.arange(1)))
-  write_json(os.path.join(workdir, "config.json"),
-             {"config": dataclasses.asdict(config), "dataset": data.dataset.metadata,
-              "vocab_size": data.vocab.size, "dropped_pairs": data.dropped})
+  write_config(workdir, {"config": dataclasses.asdict(config), "dataset": data.dataset.metadata,
+                         "vocab_size": data.vocab.size, "dropped_pairs": data.dropped})
   fit_config = FitConfig(num_steps=config.steps, batch_size=config.batch_size, seed=config.seed,
                          eval_every=config.eval_every, log_every=config.log_every,
                          checkpoint_every=config.checkpoint_every, patience=config.patience,
@@ -158,7 +158,7 @@ def main(argv):
   quiet_library_logs()
   try:
     results = run(experiment_config(TranslateConfig, smoke_config), flags.FLAGS.workdir)
-  except (DataError, NonFiniteError) as e:
+  except (DataError, NonFiniteError, ConfigMismatchError) as e:
     sys.exit(f"error: {e}")
   logging.info("results: %s", json.dumps(results, indent=2))
   for name in ("train", "val", "test"):
