@@ -57,7 +57,7 @@ from dl_jax.plots import plt, save_figure  # pyplot with the screenless Agg back
 from dl_jax.train import classification_loss, classification_metrics, create_train_state, evaluate
 from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_train_step,
                                 stack_states)
-from dl_jax.train.writers import quiet_library_logs, write_json
+from dl_jax.train.writers import quiet_library_logs, write_config, write_json
 
 CHANCE = 0.1  # both datasets have 10 balanced classes
 STALLED = 2 * CHANCE  # a net whose mean test accuracy stays below this did not train
@@ -93,7 +93,7 @@ def smoke_config() -> ActivationsConfig:
 def run(config: ActivationsConfig, workdir: str) -> dict:
   """Trains the whole grid; writes results.json, results.md and plots/ into `workdir`."""
   _check(config)
-  write_json(os.path.join(workdir, "config.json"), dataclasses.asdict(config))
+  write_config(workdir, dataclasses.asdict(config))
   start, runs, datasets = time.perf_counter(), [], {}
   for name in config.datasets:
     dataset = load_dataset(name, config.val_fraction, val_seed=0)

@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Sequence
 
+import jax
 from absl import app, flags, logging
 
 from dl_jax import optim
@@ -76,7 +77,9 @@ def run(config: TrainConfig, workdir: str, hooks: Sequence = ()) -> dict:
                          checkpoint_every=config.checkpoint_every, patience=config.patience)
   train_step = make_train_step(classification_loss(model, config.l2))
   eval_step = make_eval_step(classification_metrics(model))
-  parallel = DataParallel(data_mesh(config.devices)) if config.devices else None
+  # Many processes always train as one data-parallel model: over every device unless told otherwise.
+  devices = config.devices or (jax.device_count() if jax.process_count() > 1 else 0)
+  parallel = DataParallel(data_mesh(devices)) if devices else None
   _, results = fit(state, train_step, eval_step, dataset, fit_config, workdir, hooks, parallel)
   return results
 

@@ -161,7 +161,7 @@ def main(argv):
   except (DataError, NonFiniteError, ConfigMismatchError) as e:
     sys.exit(f"error: {e}")
   logging.info("results: %s", json.dumps(results, indent=2))
-  for name in ("train", "val", "test"):
+  for name in (n for n in ("train", "val", "test") if n in results):
     r = results[name]
     print(f"{name:>5}: exact match {r['exact_match']:.4f}  token accuracy {r['token_accuracy']:.4f}"
           f"  loss {r['loss']:.4f}")

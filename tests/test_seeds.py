@@ -1,8 +1,10 @@
 import jax
 import numpy as np
 import optax
+import pytest
 
 from dl_jax.models import MLP
+from dl_jax.train import NonFiniteError
 from dl_jax.train import (classification_loss, classification_metrics, create_train_state,
                           evaluate, make_eval_step, make_train_step)
 from dl_jax.train.seeds import (SeedBatches, create_seed_states, fit_seeds,
@@ -62,3 +64,15 @@ def test_scanned_steps_match_one_step_per_call(blob_dataset):
     results.append(states.params)
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                          *results)
+
+
+def test_fit_seeds_stops_on_a_non_finite_loss_and_names_the_seed(blob_dataset):
+  model = MLP(widths=(16,), num_outputs=3)
+  seeds = [0, 1]
+  example = blob_dataset.train.gather([0])["x"]
+  states = create_seed_states(model, optax.sgd(optax.piecewise_constant_schedule(0.01, {5: 1e32})),
+                              example, seeds)
+  with pytest.raises(NonFiniteError, match=r"by step 10 for seeds \[0, 1\]"):
+    fit_seeds(states, make_seeds_train_step(classification_loss(model)),
+              make_seeds_eval_step(classification_metrics(model)), blob_dataset, seeds,
+              num_steps=20, batch_size=16, eval_every=10)

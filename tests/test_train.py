@@ -151,3 +151,12 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path):
   steps = [json.loads(line)["step"] for line in open(tmp_path / "resumed" / "metrics.jsonl")]
   reference_steps = [json.loads(line)["step"] for line in open(tmp_path / "straight" / "metrics.jsonl")]
   assert steps == reference_steps  # lines logged after the checkpoint were not written twice
+
+
+def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(blob_dataset, tmp_path):
+  (tmp_path / "metrics.jsonl").write_text('{"step": 25, "train/loss": 1.0}\n{"step": 50, "tr')
+  state, train_step, eval_step = _setup(blob_dataset)
+  fit(state, train_step, eval_step, blob_dataset,
+      FitConfig(num_steps=50, batch_size=32, eval_every=50, log_every=25), str(tmp_path))
+  steps = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
+  assert steps == [25, 50, 50]  # train lines at 25 and 50, the evaluation at 50: no leftovers

@@ -31,6 +31,8 @@ def load_npz(path: str) -> Dataset:
         raise DataError(f"{path}: missing arrays {missing}; found {sorted(archive.files)}. "
                         f"Save the file with np.savez(path, {', '.join(k + '=...' for k in ARRAY_KEYS)}).")
       arrays = {k: archive[k] for k in ARRAY_KEYS}
+  except DataError:
+    raise
   except (zipfile.BadZipFile, OSError, EOFError) as e:
     raise DataError(f"{path}: not a readable .npz archive ({e}); re-create it with np.savez.") from e
   except ValueError as e:  # object arrays need pickle, which we refuse
@@ -62,8 +64,7 @@ def load_idx_dir(directory: str) -> Dataset:
   for key in ("x_train", "x_test"):
     if arrays[key].ndim == 3:  # [n, rows, cols] images -> NHWC
       arrays[key] = arrays[key][..., None]
-  scale = 1 / 255 if arrays["x_train"].dtype == np.uint8 else None
-  return _from_arrays(directory, arrays, x_scale=scale)
+  return _from_arrays(directory, arrays)
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -110,8 +111,10 @@ def _require_file(path: str):
     raise DataError(f"{path}: file not found.")
 
 
-def _from_arrays(source: str, arrays: dict, x_scale: float | None = None) -> Dataset:
+def _from_arrays(source: str, arrays: dict) -> Dataset:
+  """uint8 inputs are taken as pixels and arrive scaled to [0, 1]."""
   name = os.path.splitext(os.path.basename(os.path.normpath(source)))[0]
+  x_scale = 1 / 255 if arrays["x_train"].dtype == np.uint8 else None
   return make_dataset(name, source,
                       Split(arrays["x_train"], np.asarray(arrays["y_train"]), x_scale=x_scale),
                       Split(arrays["x_test"], np.asarray(arrays["y_test"]), x_scale=x_scale))

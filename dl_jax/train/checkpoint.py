@@ -25,6 +25,7 @@ class Checkpointer:
 
   def restore(self, like: TrainState, step: int | None = None) -> tuple[TrainState, dict] | None:
     """The checkpoint at `step` (default: the latest), shaped like `like`; None if there is none."""
+    self.manager.wait_until_finished()  # a save still in flight (orbax saves asynchronously)
     step = self.latest_step() if step is None else step
     if step is None:
       return None

@@ -60,7 +60,7 @@ def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitC
   if restored is not None:
     state, record = restored
     resumed_from = int(state.step)
-    log.truncate_after(resumed_from)
+  log.truncate_after(resumed_from or 0)  # lines a killed run logged after its last checkpoint
   state = parallel.put_state(state)
   batches = BatchIterator(dataset.train, config.batch_size, config.seed, config.drop_remainder,
                           position=tuple(record["position"]), shard=parallel.process_shard)
@@ -89,7 +89,9 @@ def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitC
         if best is not None:
           _track_best(record, scores["val/accuracy"], step, state, best, config.patience)
       if step % config.checkpoint_every == 0 or last or record["stopped_early"]:
-        _flush(pending, checkpoints)
+        summary = _flush(pending, checkpoints)
+        if summary:
+          log.write(step, {f"train/{k}": v for k, v in summary.items()})
         record["position"] = list(batches.position)
         checkpoints.save(step, state, record)
   finally:

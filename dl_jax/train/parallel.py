@@ -20,6 +20,10 @@ def data_mesh(num_devices: int | None = None) -> Mesh:
     if not 1 <= num_devices <= len(devices):
       raise ValueError(f"asked for {num_devices} devices; {len(devices)} are available")
     devices = devices[:num_devices]
+  missing = set(range(jax.process_count())) - {d.process_index for d in devices}
+  if missing:
+    raise ValueError(f"a mesh of {len(devices)} devices leaves out processes {sorted(missing)}; "
+                     f"every process must hold a device of the mesh: use more devices")
   return Mesh(np.array(devices), (DATA_AXIS,))
 
 

@@ -1,6 +1,7 @@
 """What a run writes: JSON files, a metrics log, and progress for a person watching."""
 
 import json
+import math
 import os
 import sys
 import time
@@ -26,10 +27,26 @@ def write_json(path: str, obj) -> None:
   if not is_writer():
     return
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  _write_atomically(path, json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
+                    + "\n")
+
+
+def json_safe(obj):
+  """`obj` with NaN and Inf replaced by None (null): JSON has no NaN, strict parsers reject it."""
+  if isinstance(obj, dict):
+    return {k: json_safe(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [json_safe(v) for v in obj]
+  if isinstance(obj, float) and not math.isfinite(obj):
+    return None
+  return obj
+
+
+def _write_atomically(path: str, text: str) -> None:
+  """Temp file + rename: a killed process never leaves half a file."""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
+    f.write(text)
   os.replace(tmp, path)
 
 
@@ -60,17 +77,25 @@ class MetricsLog:
 
   def write(self, step: int, metrics: dict) -> None:
     if is_writer():
+      line = json.dumps(json_safe({"step": step, **metrics}), sort_keys=True, allow_nan=False)
       with open(self.path, "a") as f:
-        f.write(json.dumps({"step": step, **metrics}, sort_keys=True) + "\n")
+        f.write(line + "\n")
 
   def truncate_after(self, step: int) -> None:
     """Drops lines logged after `step`: a resumed run logs them again, once."""
     if not is_writer() or not os.path.exists(self.path):
       return
     with open(self.path) as f:
-      kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-    with open(self.path, "w") as f:
-      f.writelines(kept)
+      kept = [line for line in f if _logged_step(line) <= step]
+    _write_atomically(self.path, "".join(kept))
+
+
+def _logged_step(line: str) -> float:
+  """The step of a metrics line; a line cut short by a kill counts as never written."""
+  try:
+    return json.loads(line)["step"]
+  except (ValueError, KeyError):
+    return math.inf
 
 
 class Progress:
