@@ -1,4 +1,5 @@
 import flax.linen as nn
+import chex
 import jax
 import numpy as np
 import pytest
@@ -24,8 +25,7 @@ def test_patch_conv_equals_flax_conv(shape, kernel, strides, padding):
   np.testing.assert_allclose(patches.apply(variables, x), reference.apply(variables, x),
                              rtol=1e-5, atol=1e-5)
   grad = lambda model: jax.grad(lambda v: (model.apply(v, x) ** 2).sum())(variables)
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
-                         grad(patches), grad(reference))
+  chex.assert_trees_all_close(grad(patches), grad(reference), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("build, shape", [("mnist1d_cnn", (4, 40)), ("flax_mnist_cnn", (2, 28, 28, 1))])

@@ -1,3 +1,4 @@
+import chex
 import jax
 import numpy as np
 import optax
@@ -30,8 +31,7 @@ def test_vmapped_seeds_match_separate_runs(blob_dataset):
     for _ in range(20):
       state, _ = single_step(state, next(iterator))
     mine = unstack_state(stacked, index).params
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
-                           mine, state.params)
+    chex.assert_trees_all_close(mine, state.params, rtol=2e-5, atol=2e-6)
   first, second = (unstack_state(stacked, i).params for i in (0, 1))
   assert not np.allclose(first["Dense_0"]["kernel"], second["Dense_0"]["kernel"])
 
@@ -62,8 +62,7 @@ def test_scanned_steps_match_one_step_per_call(blob_dataset):
     states, curves, _ = fit_seeds(states, step, eval_step, blob_dataset, [0, 1], num_steps=20,
                                   batch_size=16, eval_every=10, steps_per_call=steps_per_call)
     results.append(states.params)
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                         *results)
+  chex.assert_trees_all_close(*results, rtol=1e-5, atol=1e-6)
 
 
 def test_fit_seeds_stops_on_a_non_finite_loss_and_names_the_seed(blob_dataset):
