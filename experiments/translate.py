@@ -27,8 +27,8 @@ from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import DataError
 from dl_jax.data.translation import LANGUAGES, Translation, translation_data
 from dl_jax.models.seq2seq import ATTENTIONS, CELLS, Seq2Seq
-from dl_jax.train import (FitConfig, NonFiniteError, TrainState, fit, make_eval_step,
-                          make_train_step, stream_key)
+from dl_jax.train import (FitConfig, NonFiniteError, TrainState, create_train_state, fit,
+                          make_eval_step, make_train_step)
 from dl_jax.train.sequence import sequence_loss, sequence_metrics
 from dl_jax.train.writers import (ConfigMismatchError, is_writer, quiet_library_logs,
                                   write_config, write_json)
@@ -77,14 +77,11 @@ def make_model(config: TranslateConfig, vocab_size: int) -> Seq2Seq:
 
 def init_state(model: Seq2Seq, config: TranslateConfig, example: dict) -> TrainState:
   """Parameters from the run's 'params' stream; Adam with warmup, cosine decay and clipping."""
-  root = jax.random.PRNGKey(config.seed)
-  y = example["y"]
-  params = model.init({"params": stream_key(root, "params")}, example["x"], y[:, :-1])["params"]
   schedule = optim.make_schedule("warmup_cosine", config.learning_rate, config.steps,
                                  config.warmup_steps)
   tx = optax.chain(optax.clip_by_global_norm(config.clip_norm),
                    optim.make_optimizer("adam", schedule))
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx, key=root, model_state={})
+  return create_train_state(model, tx, (example["x"], example["y"][:, :-1]), config.seed)
 
 
 def run(config: TranslateConfig, workdir: str) -> dict:

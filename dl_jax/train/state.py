@@ -21,8 +21,10 @@ class TrainState(train_state.TrainState):
 
 def init_train_state(model: nn.Module, tx: optax.GradientTransformation, example_input: jax.Array,
                      root: jax.Array) -> TrainState:
-  """A fresh state from the run's root key: pure, so it can be jitted and vmapped over keys."""
-  variables = model.init({"params": stream_key(root, "params")}, example_input, train=False)
+  """A fresh state from the run's root key: pure, so it can be jitted and vmapped over keys.
+  `example_input` is one batch, or a tuple of the model's inputs (e.g. source and target)."""
+  inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+  variables = model.init({"params": stream_key(root, "params")}, *inputs, train=False)
   params = variables.pop("params")
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx, key=root,
                            model_state=dict(variables))
@@ -33,7 +35,7 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
   """Initializes `model` on one example batch with keys derived from `seed` (eagerly: for one
   state that is quicker than compiling the initialization, 0.5-1.2 s on this CPU)."""
   root = jax.random.PRNGKey(seed)  # raw uint32 key: checkpointable as a plain array
-  return init_train_state(model, tx, jnp.asarray(example_input), root)
+  return init_train_state(model, tx, jax.tree_util.tree_map(jnp.asarray, example_input), root)
 
 
 def count_params(params) -> int:
