@@ -19,6 +19,17 @@ def test_every_activation_is_elementwise(name):
   assert out.shape == x.shape and bool(jnp.all(jnp.isfinite(out)))
 
 
+def test_activations_have_their_known_values():
+  x = jnp.array([-2.0, 0.0, 3.0])
+  expected = {"relu": [0, 0, 3], "leaky_relu": [-0.02, 0, 3], "identity": [-2, 0, 3],
+              "sigmoid": 1 / (1 + np.exp(-np.array([-2.0, 0.0, 3.0]))),
+              "tanh": np.tanh([-2.0, 0.0, 3.0]), "softplus": np.log1p(np.exp([-2.0, 0.0, 3.0])),
+              "elu": [np.expm1(-2.0), 0, 3], "silu": [-2 / (1 + np.exp(2.0)), 0, 3 / (1 + np.exp(-3.0))]}
+  for name, values in expected.items():
+    np.testing.assert_allclose(get_activation(name)(x), values, rtol=1e-5, atol=1e-6, err_msg=name)
+  assert float(get_activation("gelu")(jnp.array(3.0))) == pytest.approx(2.9964, abs=1e-3)
+
+
 def test_unknown_activation_lists_valid_names():
   with pytest.raises(ValueError, match="unknown activation 'swish2'.*'gelu'.*'tanh'"):
     get_activation("swish2")

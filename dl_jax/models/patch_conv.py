@@ -1,7 +1,7 @@
 """Convolution as patches + one matmul: the same layer as `nn.Conv`, faster on CPU.
 
 XLA's CPU convolutions are slow for the small kernels and channel counts of these experiments,
-slower still under `vmap` (seeds) and ~6x slower inside `lax.scan` (the weight gradient leaves the
+slower still under `vmap` (seeds) and ~7x slower inside `lax.scan` (the weight gradient leaves the
 fast path). Gathering the K (or KxK) shifted views of the input and multiplying by the flattened
 kernel turns forward and backward passes into plain matmuls. Parameters have the names, shapes
 and initialization of `nn.Conv`, so the two are interchangeable (a test checks equal outputs).
