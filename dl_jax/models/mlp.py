@@ -16,6 +16,8 @@ class MLP(nn.Module):
   paper's MLP: 40 -> 100 -> 100 (+skip) -> 10, 15,210 parameters). Dropout in training mode needs
   `rngs={'dropout': key}`; Flax raises an error without it, never a silent fixed mask.
   `kernel_init` names every Dense kernel's initializer (dl_jax.initializers); biases start at 0.
+  Each hidden layer's activations are sown into the 'intermediates' collection (for activation
+  penalties and statistics); `apply(..., mutable=['intermediates'])` returns them.
   """
 
   widths: Sequence[int]
@@ -32,6 +34,7 @@ class MLP(nn.Module):
     h = x.reshape(x.shape[0], -1)
     for width in self.widths:
       out = act(nn.Dense(width, kernel_init=init)(h))
+      self.sow("intermediates", "activations", out)  # kept only when 'intermediates' is mutable
       h = h + out if self.residual and h.shape[-1] == width else out
       h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
     return nn.Dense(self.num_outputs, kernel_init=init)(h)
