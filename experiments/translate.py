@@ -58,6 +58,8 @@ class TranslateConfig:
   checkpoint_every: int = 1000
   patience: int = 0
   num_samples: int = 20  # sample translations to print and save, mistakes first
+  beam_size: int = 4  # held-out numbers are also decoded by beam search; 1: greedy only
+  length_penalty: float = 0.0  # beam search's final pick: log-prob / ((5 + len) / 6)^this
   seed: int = 0
 
 
@@ -101,22 +103,34 @@ def run(config: TranslateConfig, workdir: str) -> dict:
   state, results = fit(state, train_step, eval_step, data.dataset, fit_config, workdir)
   predictions = translate(model, state.params, data, config.eval_batch_size)
   targets = data.texts["test"][1]
+  string_match = lambda texts: float(np.mean([p == t for p, t in zip(texts, targets)]))
   results["held_out"] = {
       "exact_match": results["test"]["exact_match"],
       "token_accuracy": results["test"]["token_accuracy"],
       # the same strings spelled with other tokens (characters for a word) count as right here
-      "string_exact_match": float(np.mean([p == t for p, t in zip(predictions, targets)])),
+      "string_exact_match": string_match(predictions),
       "num_numbers": len(targets)}
+  if config.beam_size > 1:
+    beamed = translate(model, state.params, data, config.eval_batch_size, config.beam_size,
+                       config.length_penalty)
+    results["held_out"]["beam"] = {"beam_size": config.beam_size,
+                                   "length_penalty": config.length_penalty,
+                                   "string_exact_match": string_match(beamed)}
   results["samples"] = sample_translations(data, predictions, config.num_samples)
   write_json(os.path.join(workdir, "results.json"), results)
   _write_samples(os.path.join(workdir, "samples.txt"), results["samples"])
   return results
 
 
-def translate(model: Seq2Seq, params, data: Translation, batch_size: int) -> list[str]:
-  """Greedy translations of the held-out (test) sources, as strings."""
+def translate(model: Seq2Seq, params, data: Translation, batch_size: int, beam_size: int = 1,
+              length_penalty: float = 0.0) -> list[str]:
+  """Translations of the held-out (test) sources, as strings: greedy, or beam search."""
   sources, max_len = data.dataset.test.x, data.dataset.test.y.shape[1] - 1
-  decode = jax.jit(lambda p, x: model.apply({"params": p}, x, max_len, method="greedy_decode"))
+  if beam_size == 1:
+    decode = jax.jit(lambda p, x: model.apply({"params": p}, x, max_len, method="greedy_decode"))
+  else:
+    decode = jax.jit(lambda p, x: model.apply({"params": p}, x, max_len, beam_size,
+                                              length_penalty, method="beam_decode")[0])
   tokens = [np.asarray(decode(params, sources[i:i + batch_size]))
             for i in range(0, len(sources), batch_size)]
   return data.vocab.decode(np.concatenate(tokens))
@@ -163,6 +177,10 @@ def main(argv):
     print(f"{name:>5}: exact match {r['exact_match']:.4f}  token accuracy {r['token_accuracy']:.4f}"
           f"  loss {r['loss']:.4f}")
   print(f"  gap: train-test exact match {results['gap']['train_test_accuracy']:+.4f}")
+  if "beam" in results["held_out"]:
+    beam = results["held_out"]["beam"]
+    print(f"held-out strings right: greedy {results['held_out']['string_exact_match']:.4f}, "
+          f"beam search (size {beam['beam_size']}) {beam['string_exact_match']:.4f}")
   for r in results["samples"]:
     print(f"{'ok ' if r['correct'] else 'BAD'} {r['english']} -> {r['prediction']}"
           + ("" if r["correct"] else f"   (want {r['target']})"))

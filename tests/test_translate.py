@@ -9,7 +9,7 @@ import pytest
 
 from dl_jax.data import translation
 from dl_jax.data.translation import BOS, EOS, PAD, UNK, number_words, translation_data
-from dl_jax.models.seq2seq import Seq2Seq
+from dl_jax.models.seq2seq import Seq2Seq, output_lengths
 from dl_jax.train import TrainState, make_train_step
 from dl_jax.train.sequence import masked_token_loss, sequence_loss, sequence_metrics
 from experiments import translate as translate_experiment
@@ -154,6 +154,35 @@ def test_greedy_decoding_of_a_trained_toy_model():
   np.testing.assert_array_equal(scores["accuracy"], right)
 
 
+def _sequence_log_prob(model, params, src, tokens):
+  """Teacher-forced log-probability of each decoded row, up to and including its first <eos>."""
+  tgt_in = np.concatenate([np.full((len(src), 1), BOS, np.int32), tokens[:, :-1]], axis=1)
+  logp = jax.nn.log_softmax(model.apply({"params": params}, src, tgt_in))
+  per_token = np.take_along_axis(np.asarray(logp), tokens[..., None], -1)[..., 0]
+  keep = np.arange(tokens.shape[1]) < np.asarray(output_lengths(tokens, EOS))[:, None]
+  return np.sum(per_token * keep, axis=1)
+
+
+def test_beam_search_finds_likelier_outputs_than_greedy():
+  model = Seq2Seq(10, embed_dim=8, encoder_size=8, decoder_size=16)
+  src = _copy_task(32, 2)["x"]
+  params = model.init(KEY, src, src[:, :-1])["params"]
+  beam = jax.jit(lambda p, x, k: model.apply({"params": p}, x, 6, k, method="beam_decode"),
+                 static_argnums=2)
+  greedy = np.asarray(model.apply({"params": params}, src, 6, method="greedy_decode"))
+  np.testing.assert_array_equal(beam(params, src, 1)[0], greedy)  # one beam is greedy search
+  tokens, scores = (np.asarray(a) for a in beam(params, src, 4))
+  for row in tokens:  # same output format: nothing but <pad> after the first <eos>
+    stop = np.flatnonzero(row == EOS)
+    assert stop.size == 0 or np.all(row[stop[0] + 1:] == PAD)
+  # the score is the sequence's own log-probability, and never below greedy search's
+  np.testing.assert_allclose(scores, _sequence_log_prob(model, params, src, tokens), atol=1e-4)
+  greedy_scores = _sequence_log_prob(model, params, src, greedy)
+  assert np.all(scores >= greedy_scores - 1e-4) and np.any(scores > greedy_scores + 1e-3)
+  with pytest.raises(ValueError, match="beam_size must be at least 1"):
+    beam(params, src, 0)
+
+
 @pytest.mark.parametrize("language", ["fr", "de"])
 def test_smoke_config_runs_end_to_end(language, tmp_path):
   config = dataclasses.replace(translate_experiment.smoke_config(), language=language)
@@ -163,6 +192,7 @@ def test_smoke_config_runs_end_to_end(language, tmp_path):
   assert results["held_out"]["exact_match"] == results["test"]["exact_match"]
   assert results["held_out"]["string_exact_match"] >= results["held_out"]["exact_match"]
   assert results["held_out"]["num_numbers"] == 50 and results["step"] == 30
+  assert 0.0 <= saved["held_out"]["beam"]["string_exact_match"] <= 1.0
   for split in ("train", "val", "test"):
     assert 0.0 <= results[split]["exact_match"] <= results[split]["token_accuracy"] <= 1.0
   samples = results["samples"]

@@ -1,7 +1,8 @@
 """A sequence-to-sequence translator: a bidirectional RNN encoder and an attention RNN decoder.
 
-Training feeds the true previous token (teacher forcing); `greedy_decode` feeds back its own argmax.
-Both run the same decoder step under `nn.scan`, so they cannot drift apart.
+Training feeds the true previous token (teacher forcing); `greedy_decode` feeds back its own argmax;
+`beam_decode` keeps the `beam_size` most probable prefixes. All run the same decoder step under
+`nn.scan`, so they cannot drift apart.
 """
 
 import functools
@@ -79,6 +80,40 @@ def _greedy(step: DecoderStep, state, memory, keys, mask, pad_id, eos_id):
   return (carry, token, done | (token == eos_id)), token
 
 
+def _beam(step: DecoderStep, state, memory, keys, mask, pad_id, eos_id, beam_size):
+  """Extends every beam [B*K] by every token, keeps each source's K best total log-probabilities.
+
+  A finished beam (it emitted <eos>) may only continue with <pad>, at no cost, so its score stays
+  the log-probability of its sequence up to and including <eos>.
+  """
+  carry, token, done, scores, history, t = state
+  carry, logits = step(carry, token, memory, keys, mask, False)
+  vocab = logits.shape[-1]
+  logp = jax.nn.log_softmax(logits)
+  pad_only = jnp.where(jnp.arange(vocab) == pad_id, 0.0, MASKED)
+  logp = jnp.where(done[:, None], pad_only, logp)
+  total = (scores[:, None] + logp).reshape(-1, beam_size * vocab)  # [B, K*V]
+  scores, choice = jax.lax.top_k(total, beam_size)  # [B, K]
+  parent = (jnp.arange(total.shape[0])[:, None] * beam_size + choice // vocab).reshape(-1)
+  token = (choice % vocab).reshape(-1).astype(token.dtype)
+  carry = jax.tree_util.tree_map(lambda a: a[parent], carry)
+  history = history[parent].at[:, t].set(token)
+  done = done[parent] | (token == eos_id)
+  return (carry, token, done, scores.reshape(-1), history, t + 1), None
+
+
+def output_lengths(tokens: jax.Array, eos_id: int) -> jax.Array:
+  """Tokens up to and including the first <eos>; the whole row where there is none."""
+  is_eos = tokens == eos_id
+  return jnp.where(jnp.any(is_eos, -1), jnp.argmax(is_eos, -1) + 1, tokens.shape[-1])
+
+
+def _length_penalized(scores: jax.Array, tokens: jax.Array, eos_id: int, alpha: float):
+  """Scores / ((5 + length) / 6)^alpha (Wu et al. 2016); alpha 0 leaves log-probabilities as they
+  are, which favours short outputs."""
+  return scores / ((5.0 + output_lengths(tokens, eos_id)) / 6.0) ** alpha
+
+
 class Seq2Seq(nn.Module):
   """Source tokens [B, Ts] -> target logits [B, Tt, V] (teacher forcing) or tokens (greedy).
 
@@ -148,3 +183,29 @@ class Seq2Seq(nn.Module):
                    in_axes=(nn.broadcast,) * 3, length=max_len, out_axes=1)
     _, tokens = scan(self.step, state, memory, keys, mask)
     return tokens
+
+  def beam_decode(self, src: jax.Array, max_len: int, beam_size: int = 4,
+                  length_penalty: float = 0.0) -> tuple[jax.Array, jax.Array]:
+    """(tokens [B, max_len], log-probabilities [B]) of the best of `beam_size` beams.
+
+    Beams are compared by total log-probability while they grow; the final pick divides by the
+    length penalty. beam_size 1 is greedy decoding. Output format as `greedy_decode`.
+    """
+    if beam_size < 1:
+      raise ValueError(f"beam_size must be at least 1, got {beam_size}.")
+    batch, k = src.shape[0], beam_size
+    memory, keys, mask, carry = jax.tree_util.tree_map(
+        lambda a: jnp.repeat(a, k, axis=0), self.encode(src))
+    # only the first beam of each source is alive at the start, so the K beams begin distinct
+    scores = jnp.tile(jnp.where(jnp.arange(k) == 0, 0.0, MASKED), batch)
+    state = (carry, jnp.full((batch * k,), self.bos_id, jnp.int32),
+             jnp.zeros((batch * k,), bool), scores, jnp.zeros((batch * k, max_len), jnp.int32),
+             jnp.zeros((), jnp.int32))
+    beam = functools.partial(_beam, pad_id=self.pad_id, eos_id=self.eos_id, beam_size=k)
+    scan = nn.scan(beam, variable_broadcast="params", split_rngs={"params": False},
+                   in_axes=(nn.broadcast,) * 3, length=max_len)
+    (_, _, _, scores, tokens, _), _ = scan(self.step, state, memory, keys, mask)
+    tokens, scores = tokens.reshape(batch, k, max_len), scores.reshape(batch, k)
+    best = jnp.argmax(_length_penalized(scores, tokens, self.eos_id, length_penalty), axis=-1)
+    pick = lambda a: jnp.take_along_axis(a, best.reshape((batch, 1) + (1,) * (a.ndim - 2)), 1)[:, 0]
+    return pick(tokens), pick(scores)
