@@ -51,6 +51,7 @@ class TableConfig:
   val_fraction: float = 0.0  # the paper trains on all 4000 and selects nothing: no validation
   seed_mode: str = "vmap"  # or "sequential": one compiled step per seed, one seed after another
   steps_per_call: int = 50  # training steps per jitted call (a lax.scan); must divide eval_every
+  resident_data: bool = True  # the 4000 training examples stay on the device; batches by index
 
 
 def smoke_config() -> TableConfig:
@@ -74,7 +75,8 @@ def train_model(name: str, dataset, config: TableConfig) -> dict:
   seeds = list(range(config.num_seeds))
   groups = [seeds] if config.seed_mode == "vmap" else [[s] for s in seeds]
   train_step = make_seeds_train_step(classification_loss(model),
-                                     steps_per_call=config.steps_per_call)
+                                     steps_per_call=config.steps_per_call,
+                                     resident_data=config.resident_data)
   eval_step = make_seeds_eval_step(classification_metrics(model))
   finals, curves, seconds, num_params = [], [], 0.0, None
   for group in groups:
@@ -82,7 +84,8 @@ def train_model(name: str, dataset, config: TableConfig) -> dict:
     states = init(group)
     states, group_curves, _ = fit_seeds(states, train_step, eval_step, dataset, group,
                                         config.steps, config.batch_size, config.eval_every,
-                                        steps_per_call=config.steps_per_call)
+                                        steps_per_call=config.steps_per_call,
+                                        resident_data=config.resident_data)
     seconds += time.perf_counter() - start
     num_params = count_params(unstack_state(states, 0).params)
     curves.append(group_curves)

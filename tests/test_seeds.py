@@ -51,18 +51,31 @@ def test_fit_seeds_reports_per_seed_curves(blob_dataset):
   assert curves["test"]["accuracy"][-1][1] == alone["accuracy"]
 
 
-def test_scanned_steps_match_one_step_per_call(blob_dataset):
+def test_scanned_steps_and_device_resident_data_match_one_step_per_call(blob_dataset):
   model = MLP(widths=(16,), num_outputs=3, dropout_rate=0.2)
   example = blob_dataset.train.gather([0])["x"]
-  results = []
-  for steps_per_call in (1, 5):
+  results = {}
+  for steps_per_call, resident in [(1, False), (5, False), (1, True), (5, True)]:
     states = create_seed_states(model, optax.adam(1e-2), example, [0, 1])
-    step = make_seeds_train_step(classification_loss(model), steps_per_call=steps_per_call)
+    step = make_seeds_train_step(classification_loss(model), steps_per_call=steps_per_call,
+                                 resident_data=resident)
     eval_step = make_seeds_eval_step(classification_metrics(model))
     states, curves, _ = fit_seeds(states, step, eval_step, blob_dataset, [0, 1], num_steps=20,
-                                  batch_size=16, eval_every=10, steps_per_call=steps_per_call)
-    results.append(states.params)
-  chex.assert_trees_all_close(*results, rtol=1e-5, atol=1e-6)
+                                  batch_size=16, eval_every=10, steps_per_call=steps_per_call,
+                                  resident_data=resident)
+    results[steps_per_call, resident] = states.params
+  chex.assert_trees_all_close(*results.values(), rtol=1e-5, atol=1e-6)
+  # gathering on the device gives the very batches the host would have sent
+  chex.assert_trees_all_equal(results[1, False], results[1, True])
+
+
+def test_seed_batches_positions_index_the_batches(blob_dataset):
+  full = SeedBatches(blob_dataset.train, 8, [0, 3], steps=4)
+  positions = SeedBatches(blob_dataset.train, 8, [0, 3], steps=4, positions_only=True)
+  for _ in range(3):
+    batch, rows = next(full), next(positions)
+    assert rows.shape == (4, 2, 8) and rows.dtype == np.int32
+    np.testing.assert_array_equal(batch["x"], blob_dataset.train.materialize()["x"][rows])
 
 
 def test_fit_seeds_stops_on_a_non_finite_loss_and_names_the_seed(blob_dataset):

@@ -50,11 +50,16 @@ class BatchIterator:
 
   def next_batches(self, count: int) -> dict[str, np.ndarray]:
     """The next `count` batches stacked [count, batch, ...], read with one indexing operation."""
+    positions = self.next_positions(count)
+    batch = self.split.gather(positions.reshape(-1))
+    return {k: v.reshape(*positions.shape, *v.shape[1:]) for k, v in batch.items()}
+
+  def next_positions(self, count: int) -> np.ndarray:
+    """Positions in the split of the next `count` batches, [count, batch], without reading them."""
     positions = [self._next_positions() for _ in range(count)]
     if len({len(p) for p in positions}) > 1:
-      raise ValueError("next_batches needs equal batch sizes; use drop_remainder=True")
-    batch = self.split.gather(np.concatenate(positions))
-    return {k: v.reshape(count, -1, *v.shape[1:]) for k, v in batch.items()}
+      raise ValueError("several batches at once need equal batch sizes; use drop_remainder=True")
+    return np.stack(positions)
 
   def _next_positions(self) -> np.ndarray:
     if self.index >= self.batches_per_epoch:

@@ -42,17 +42,36 @@ def create_seed_states(model, tx, example_input, seeds: Sequence[int]) -> TrainS
 
 
 def make_seeds_train_step(loss_fn: LossFn, streams: tuple[str, ...] = DEFAULT_STREAMS,
-                          steps_per_call: int = 1):
+                          steps_per_call: int = 1, resident_data: bool = False):
   """`train_step(stacked_state, batches)`: every seed's step at once, jitted and donated.
 
   With `steps_per_call` > 1 one call runs that many steps in a `lax.scan` over batches stacked
   [steps, seeds, batch, ...]: fewer dispatches, the data of those steps resident on the device.
   (Measure it per model: XLA's CPU convolution gradient is far slower inside a scan.)
+  With `resident_data` the call is `train_step(stacked_state, positions, data)`: the whole
+  training split `data` stays on the device and each step gathers its batch there from integer
+  `positions` [(steps,) seeds, batch], so the host sends a few indices instead of the examples.
   """
   step = jax.vmap(train_step_fn(loss_fn, streams))
+  if resident_data:
+    step = _gathering(step)
   if steps_per_call > 1:
-    step = functools.partial(jax.lax.scan, step)
+    step = _scanned(step, resident_data)
   return jax.jit(step, donate_argnums=0)
+
+
+def _gathering(step):
+  """step(states, batch) -> step(states, positions, data), the batch gathered on the device."""
+  return lambda states, positions, data: step(
+      states, jax.tree_util.tree_map(lambda a: a[positions], data))
+
+
+def _scanned(step, resident_data: bool):
+  """`step` run over a leading axis of batches (or of positions) in one lax.scan."""
+  if resident_data:
+    return lambda states, positions, data: jax.lax.scan(
+        lambda s, p: step(s, p, data), states, positions)
+  return functools.partial(jax.lax.scan, step)
 
 
 def make_seeds_eval_step(metrics_fn):
@@ -62,36 +81,43 @@ def make_seeds_eval_step(metrics_fn):
 
 class SeedBatches:
   """One BatchIterator per seed (each seed sees its own order); batches stacked [seeds, ...], or
-  [steps, seeds, ...] for `steps` > 1."""
+  [steps, seeds, ...] for `steps` > 1, read with one indexing operation. With `positions_only`
+  it yields just the positions in the split, for a step that gathers on the device."""
 
-  def __init__(self, split: Split, batch_size: int, seeds: Sequence[int], steps: int = 1):
+  def __init__(self, split: Split, batch_size: int, seeds: Sequence[int], steps: int = 1,
+               positions_only: bool = False):
+    self.split, self.steps, self.positions_only = split, steps, positions_only
     self.iterators = [BatchIterator(split, batch_size, s) for s in seeds]
-    self.steps = steps
 
-  def __next__(self) -> dict[str, np.ndarray]:
+  def __next__(self) -> dict[str, np.ndarray] | np.ndarray:
+    positions = np.stack([it.next_positions(self.steps) for it in self.iterators], axis=1)
     if self.steps == 1:
-      batches = [next(it) for it in self.iterators]
-      return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
-    batches = [it.next_batches(self.steps) for it in self.iterators]
-    return {k: np.stack([b[k] for b in batches], axis=1) for k in batches[0]}
+      positions = positions[0]
+    if self.positions_only:
+      return positions.astype(np.int32)
+    batch = self.split.gather(positions.reshape(-1))
+    return {k: v.reshape(*positions.shape, *v.shape[1:]) for k, v in batch.items()}
 
 
 def fit_seeds(states: TrainState, train_step, eval_step, dataset: Dataset, seeds: Sequence[int],
               num_steps: int, batch_size: int, eval_every: int, eval_batch_size: int = 1000,
-              steps_per_call: int = 1):
+              steps_per_call: int = 1, resident_data: bool = False):
   """Trains stacked `states` (one per seed) for `num_steps`; evaluates every split each
   `eval_every` steps. Returns (states, curves, seconds): curves[split][metric] is a list over
   evaluations of per-seed lists; `seconds` is the wall time of the whole loop, compilation included.
-  `steps_per_call` must match the train step's and divide `eval_every` and `num_steps`.
+  `steps_per_call` and `resident_data` must match the train step's; `steps_per_call` must divide
+  `eval_every` and `num_steps`. `resident_data` puts the whole training split on the device
+  (for splits that fit there); the seeds then see exactly the batches they would have seen.
   """
   if eval_every % steps_per_call or num_steps % steps_per_call:
     raise ValueError(f"steps_per_call={steps_per_call} must divide eval_every={eval_every} and "
                      f"num_steps={num_steps}")
-  batches = SeedBatches(dataset.train, batch_size, seeds, steps_per_call)
+  batches = SeedBatches(dataset.train, batch_size, seeds, steps_per_call, resident_data)
+  data = (jax.device_put(dataset.train.materialize()),) if resident_data else ()
   curves = {"step": []}
   start = time.perf_counter()
   for step in range(steps_per_call, num_steps + 1, steps_per_call):
-    states, metrics = train_step(states, next(batches))
+    states, metrics = train_step(states, next(batches), *data)
     if step % eval_every == 0 or step == num_steps:
       _check_finite(metrics, step, seeds)
       curves["step"].append(step)
