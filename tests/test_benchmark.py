@@ -1,0 +1,49 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from dl_jax.models import MLP
+from experiments import benchmark
+
+
+def test_forward_flops_of_a_dense_layer_are_its_matmul_and_bias():
+  x = np.ones((4, 5), np.float32)
+  flops = benchmark.forward_flops(MLP(widths=(), num_outputs=3), x)
+  assert 2 * 4 * 5 * 3 <= flops <= 2 * 4 * 5 * 3 + 4 * 3  # the matmul, and at most the bias adds
+
+
+def test_smoke_benchmark_times_every_case_and_writes_a_table(tmp_path):
+  config = benchmark.smoke_config()
+  results = benchmark.run(config, str(tmp_path))
+  assert set(results["cases"]) == set(config.cases)
+  for case in results["cases"].values():
+    jax_figures = case["frameworks"]["jax"]
+    assert len(jax_figures["window_rates"]) == config.windows
+    assert jax_figures["steps_per_second"] > 0
+    expected_mfu = (jax_figures["steps_per_second"] * case["train_flops_per_step"]
+                    / (results["matmul_peak_gflops"] * 1e9))
+    assert jax_figures["mfu"] == pytest.approx(expected_mfu)
+  assert json.load(open(tmp_path / "results.json"))["cases"].keys() == results["cases"].keys()
+  assert "| mlp_512x2@128 | 669,706 | jax |" in (tmp_path / "results.md").read_text()
+
+
+def test_unknown_case_is_refused_before_any_timing(tmp_path):
+  config = dataclasses.replace(benchmark.smoke_config(), cases=("resnet@1",))
+  with pytest.raises(ValueError, match=r"unknown cases \['resnet@1'\]"):
+    benchmark.run(config, str(tmp_path))
+
+
+def test_torch_models_have_the_dl_jax_parameter_counts(tmp_path):
+  pytest.importorskip("torch")
+  from experiments import torch_reference
+
+  config = dataclasses.replace(benchmark.smoke_config(), cases=tuple(benchmark.CASES),
+                               frameworks=("torch_eager",), windows=1, steps_per_window=1,
+                               warmup_steps=0, num_batches=1)
+  results = benchmark.run(config, str(tmp_path))
+  for name, case in benchmark.CASES.items():
+    model = getattr(torch_reference, case.torch_model)(*case.torch_args)
+    assert torch_reference.count_params(model) == results["cases"][name]["num_params"], name
+    assert results["cases"][name]["frameworks"]["torch_eager"]["steps_per_second"] > 0
