@@ -97,7 +97,7 @@ def train_model(name: str, dataset, config: TableConfig) -> dict:
 def _merge_seed_groups(groups: list[dict]) -> dict:
   """Curves of seed groups side by side: curves[split][metric][evaluation][seed]."""
   merged = {"steps": groups[0]["step"], "curves": {}}
-  for split in (k for k in groups[0] if k != "step"):
+  for split in (k for k, v in groups[0].items() if isinstance(v, dict)):
     merged["curves"][split] = {
         metric: np.concatenate([np.asarray(g[split][metric]).reshape(len(merged["steps"]), -1)
                                 for g in groups], axis=1).tolist()

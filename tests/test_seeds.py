@@ -45,6 +45,7 @@ def test_fit_seeds_reports_per_seed_curves(blob_dataset):
                                       eval_step, blob_dataset, seeds, num_steps=30, batch_size=16,
                                       eval_every=10)
   assert curves["step"] == [10, 20, 30] and seconds > 0
+  assert 0 < curves["train_seconds"][0] < curves["train_seconds"][-1] < seconds
   assert np.array(curves["test"]["accuracy"]).shape == (3, 2)
   single = make_eval_step(classification_metrics(model))
   alone = evaluate(single, unstack_state(states, 1), blob_dataset.test, 1000)

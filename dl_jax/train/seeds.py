@@ -104,7 +104,8 @@ def fit_seeds(states: TrainState, train_step, eval_step, dataset: Dataset, seeds
               steps_per_call: int = 1, resident_data: bool = False):
   """Trains stacked `states` (one per seed) for `num_steps`; evaluates every split each
   `eval_every` steps. Returns (states, curves, seconds): curves[split][metric] is a list over
-  evaluations of per-seed lists; `seconds` is the wall time of the whole loop, compilation included.
+  evaluations of per-seed lists, curves['train_seconds'] the time spent training (compilation
+  included, evaluation not) up to each evaluation; `seconds` is the wall time of the whole loop.
   `steps_per_call` and `resident_data` must match the train step's; `steps_per_call` must divide
   `eval_every` and `num_steps`. `resident_data` puts the whole training split on the device
   (for splits that fit there); the seeds then see exactly the batches they would have seen.
@@ -114,16 +115,20 @@ def fit_seeds(states: TrainState, train_step, eval_step, dataset: Dataset, seeds
                      f"num_steps={num_steps}")
   batches = SeedBatches(dataset.train, batch_size, seeds, steps_per_call, resident_data)
   data = (jax.device_put(dataset.train.materialize()),) if resident_data else ()
-  curves = {"step": []}
-  start = time.perf_counter()
+  curves = {"step": [], "train_seconds": []}
+  start, evaluating = time.perf_counter(), 0.0
   for step in range(steps_per_call, num_steps + 1, steps_per_call):
     states, metrics = train_step(states, next(batches), *data)
     if step % eval_every == 0 or step == num_steps:
       _check_finite(metrics, step, seeds)
+      jax.block_until_ready(states)
+      paused = time.perf_counter()
       curves["step"].append(step)
+      curves["train_seconds"].append(paused - start - evaluating)
       for name, split in dataset.splits().items():
         for metric, values in evaluate(eval_step, states, split, eval_batch_size).items():
           curves.setdefault(name, {}).setdefault(metric, []).append(values)
+      evaluating += time.perf_counter() - paused
   jax.block_until_ready(states)
   return states, curves, time.perf_counter() - start
 

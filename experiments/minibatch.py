@@ -1,0 +1,307 @@
+"""Mini-batches, measured: a batch-size sweep, and training on data larger than the memory allowed.
+
+    python -m experiments.minibatch                    # both parts
+    python -m experiments.minibatch --parts=sweep      # or --parts=out_of_core
+    python -m experiments.minibatch --smoke
+
+Sweep: the same MLP (Adam, lr 1e-3, 3 seeds vmapped) trained with batches of 1, 8, 32, 128, 512
+examples and the full training split, for the same number of epochs, on `mnist` and `mnist1d`.
+Per batch size: test accuracy after each epoch and against training seconds (compilation
+included), the accuracy each reaches within the same wall-clock budget (the shortest run's time),
+time per step, XLA's memory for the compiled step, and gradient noise: the squared distance of
+mini-batch gradients from the full-batch gradient at the trained parameters, beside the
+(N - b) / (b (N - 1)) law it should follow.
+
+Out of core: writes an augmented training set (shifted, rotated, elastically distorted copies of
+the 4,000 `mnist` digits, seeded) of `out_of_core_gb` GiB to a .npy file, then, in child processes
+whose data segment is capped at `memory_cap_gb` GiB (RLIMIT_DATA, `ulimit -d`: it limits the
+memory a process allocates, not the file pages it maps), (1) loads the whole array, which fails,
+and (2) trains on it in mini-batches read from the memory map with `experiments.train`, which
+completes; its peak resident memory is reported (experiments.run_capped sets the cap). The same model trained for the same number of
+steps on the plain 4,000 digits gives the accuracy the augmentation is compared with.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import optax
+from absl import app, flags
+
+from dl_jax.config_flags import define_experiment_flags, experiment_config
+from dl_jax.data import load_dataset
+from dl_jax.data.augment import write_augmented
+from dl_jax.diagnostics.gradient_noise import expected_variance_ratio, gradient_noise
+from dl_jax.models import MLP
+from dl_jax.plots import plt, save_figure
+from dl_jax.train import classification_loss, classification_metrics
+from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
+                                make_seeds_train_step, unstack_state)
+from dl_jax.train.writers import quiet_library_logs, write_config, write_json
+
+PARTS = ("sweep", "out_of_core")
+
+
+@dataclasses.dataclass(frozen=True)
+class MinibatchConfig:
+  parts: tuple[str, ...] = PARTS
+  datasets: tuple[str, ...] = ("mnist", "mnist1d")
+  batch_sizes: tuple[int, ...] = (1, 8, 32, 128, 512, 0)  # 0: the whole training split
+  epochs: int = 20
+  widths: tuple[int, ...] = (128, 128)
+  learning_rate: float = 1e-3
+  val_fraction: float = 0.1
+  seeds: tuple[int, ...] = (0, 1, 2)
+  noise_batches: int = 50  # mini-batch gradients per batch size in the gradient-noise estimate
+  out_of_core_gb: float = 4.0
+  out_of_core_dir: str = ""  # default: <workdir>/augmented_mnist (reused when already written)
+  memory_cap_gb: float = 2.0
+  out_of_core_widths: tuple[int, ...] = (256, 256)
+  out_of_core_batch_size: int = 256
+  out_of_core_epochs: int = 1
+
+
+def smoke_config() -> MinibatchConfig:
+  return MinibatchConfig(datasets=("mnist1d",), batch_sizes=(32, 0), epochs=2, widths=(16,),
+                         seeds=(0, 1), noise_batches=4, out_of_core_gb=0.002,
+                         memory_cap_gb=1.0, out_of_core_widths=(16,))
+
+
+def run(config: MinibatchConfig, workdir: str) -> dict:
+  _check(config)
+  write_config(workdir, dataclasses.asdict(config))
+  results = {"config": dataclasses.asdict(config), "device": str(jax.devices()[0])}
+  if "sweep" in config.parts:
+    results["sweep"] = {name: sweep(config, name, workdir) for name in config.datasets}
+  if "out_of_core" in config.parts:
+    results["out_of_core"] = out_of_core(config, workdir)
+  write_json(os.path.join(workdir, "results.json"), results)
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(markdown_report(results) + "\n")
+  return results
+
+
+def _check(config: MinibatchConfig) -> None:
+  unknown = sorted(set(config.parts) - set(PARTS))
+  if unknown:
+    raise ValueError(f"unknown parts {unknown}; choose from {list(PARTS)}")
+  if any(b < 0 for b in config.batch_sizes) or config.epochs < 1:
+    raise ValueError("batch sizes must be >= 1 (or 0 for the full split) and epochs >= 1")
+
+
+# ---- the batch-size sweep ----------------------------------------------------------------------
+
+def sweep(config: MinibatchConfig, dataset_name: str, workdir: str) -> dict:
+  """Every batch size on one dataset; the wall-clock comparison and plots."""
+  dataset = load_dataset(dataset_name, config.val_fraction, val_seed=0)
+  model = MLP(widths=config.widths, num_outputs=dataset.num_classes)
+  n = len(dataset.train)
+  runs = {str(b or n): train_batch_size(config, dataset, model, b or n) for b in config.batch_sizes}
+  budget = min(r["train_seconds"][-1] for r in runs.values())
+  for r in runs.values():
+    within = [i for i, s in enumerate(r["train_seconds"]) if s <= budget]
+    r["test_accuracy_within_budget"] = (_mean_std(r["test_accuracy"][within[-1]]) if within
+                                        else None)
+  plot_sweep(dataset_name, runs, n, os.path.join(workdir, "plots", f"sweep_{dataset_name}.png"))
+  return {"num_train": n, "budget_seconds": budget, "runs": runs}
+
+
+def train_batch_size(config: MinibatchConfig, dataset, model, batch_size: int) -> dict:
+  """All seeds at one batch size for `epochs` epochs, evaluated after every epoch."""
+  steps_per_epoch = len(dataset.train) // batch_size
+  steps_per_call = _largest_divisor_at_most(steps_per_epoch, 100)
+  tx = optax.adam(config.learning_rate)
+  example = dataset.train.gather([0])["x"]
+  loss_fn = classification_loss(model)
+  train_step = make_seeds_train_step(loss_fn, steps_per_call=steps_per_call, resident_data=True)
+  states = make_seeds_init(model, tx, example)(config.seeds)
+  states, curves, _ = fit_seeds(
+      states, train_step, make_seeds_eval_step(classification_metrics(model)), dataset,
+      config.seeds, config.epochs * steps_per_epoch, batch_size, steps_per_epoch,
+      steps_per_call=steps_per_call, resident_data=True)
+  seconds = curves["train_seconds"]
+  return {"batch_size": batch_size, "steps": config.epochs * steps_per_epoch,
+          "epochs": list(range(1, config.epochs + 1)), "train_seconds": seconds,
+          "test_accuracy": curves["test"]["accuracy"],
+          "final": {split: _mean_std(curves[split]["accuracy"][-1])
+                    for split in dataset.splits()},
+          "gap": _mean_std(np.subtract(curves["train"]["accuracy"][-1],
+                                       curves["test"]["accuracy"][-1])),
+          "seconds_per_step": (seconds[-1] - seconds[0]) / max(
+              (config.epochs - 1) * steps_per_epoch, 1),
+          "step_memory_bytes": _step_memory(train_step, states, batch_size, steps_per_call,
+                                            dataset),
+          "gradient_noise": _noise(loss_fn, unstack_state(states, 0).params, dataset, batch_size,
+                                   config.noise_batches)}
+
+
+def _largest_divisor_at_most(n: int, limit: int) -> int:
+  return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def _step_memory(train_step, states, batch_size: int, steps_per_call: int, dataset) -> int:
+  """Bytes XLA assigns to one compiled call (arguments, outputs and temporaries)."""
+  shape = (steps_per_call,) if steps_per_call > 1 else ()
+  positions = jax.ShapeDtypeStruct((*shape, len(states.step), batch_size), np.int32)
+  data = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                                dataset.train.gather(np.arange(len(dataset.train))))
+  stats = train_step.lower(states, positions, data).compile().memory_analysis()
+  return int(stats.argument_size_in_bytes + stats.output_size_in_bytes
+             + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
+
+
+def _noise(loss_fn, params, dataset, batch_size: int, num_batches: int) -> dict:
+  """Gradient noise at the trained parameters (seed 0), and the law it should follow."""
+  grad_fn = jax.jit(jax.grad(lambda p, batch: loss_fn(p, {}, batch, {})[0]))
+  n = len(dataset.train)
+  noise = gradient_noise(grad_fn, params, dataset.train, batch_size,
+                         min(num_batches, n // batch_size))
+  noise["expected_ratio"] = expected_variance_ratio(batch_size, n)
+  return noise
+
+
+def plot_sweep(name: str, runs: dict, n: int, path: str) -> str:
+  """Test accuracy against epochs and seconds; gradient noise and step time against batch size."""
+  fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+  for label, r in runs.items():
+    mean = np.mean(r["test_accuracy"], axis=1)
+    axes[0].plot(r["epochs"], mean, label=f"batch {label}")
+    axes[1].plot(r["train_seconds"], mean, label=f"batch {label}")
+  sizes = [r["batch_size"] for r in runs.values()]
+  noise = [r["gradient_noise"]["variance"] for r in runs.values()]
+  axes[2].loglog(sizes, noise, "o-", label="measured")
+  scale = noise[0] / expected_variance_ratio(sizes[0], n)
+  partial = [b for b in sizes if b < n]
+  axes[2].loglog(partial, [scale * expected_variance_ratio(b, n) for b in partial], "k--",
+                 label="(N-b)/(b(N-1)) law")
+  axes[3].loglog(sizes, [r["seconds_per_step"] for r in runs.values()], "o-")
+  titles = ["test accuracy vs epochs", "test accuracy vs training seconds",
+            "gradient variance vs batch size", "seconds per step vs batch size"]
+  for ax, title in zip(axes, titles):
+    ax.set_title(f"{name}: {title}")
+  axes[0].legend()
+  axes[2].legend()
+  return save_figure(fig, path)
+
+
+# ---- out-of-core training ----------------------------------------------------------------------
+
+def out_of_core(config: MinibatchConfig, workdir: str) -> dict:
+  """Writes the augmented set, then loads it whole and trains on it, both under the cap."""
+  directory = config.out_of_core_dir or os.path.join(workdir, "augmented_mnist")
+  num_examples = int(config.out_of_core_gb * 2**30 // (28 * 28 * 4))
+  start = time.perf_counter()
+  write_augmented(load_dataset("mnist"), directory, num_examples, seed=0)
+  file_bytes = os.path.getsize(os.path.join(directory, "x_train.npy"))
+  result = {"directory": directory, "num_examples": num_examples, "file_bytes": file_bytes,
+            "write_seconds": time.perf_counter() - start,
+            "memory_cap_bytes": int(config.memory_cap_gb * 2**30)}
+  result["load_whole"] = run_capped(
+      ["-c", "import numpy, sys; numpy.load(sys.argv[1])", os.path.join(directory, "x_train.npy")],
+      result["memory_cap_bytes"], os.path.join(workdir, "load_whole_memory.json"))
+  steps = config.out_of_core_epochs * (num_examples // config.out_of_core_batch_size)
+  for name, dataset in (("augmented", directory), ("plain", "mnist")):
+    train_dir = os.path.join(workdir, f"out_of_core_{name}")
+    result[name] = run_capped(_train_command(config, dataset, steps, train_dir),
+                              result["memory_cap_bytes"], train_dir + "_memory.json")
+    result[name]["results"] = _read_json(os.path.join(train_dir, "results.json"))
+  return result
+
+
+def _train_command(config: MinibatchConfig, dataset: str, steps: int, workdir: str) -> list:
+  return ["-m", "experiments.train", f"--dataset={dataset}", "--model=mlp",
+          f"--widths={','.join(map(str, config.out_of_core_widths))}", "--noresidual",
+          "--val_fraction=0", f"--batch_size={config.out_of_core_batch_size}",
+          f"--steps={steps}", f"--learning_rate={config.learning_rate}",
+          f"--eval_every={max(steps // 4, 1)}", f"--log_every={max(steps // 20, 1)}",
+          f"--checkpoint_every={steps}", f"--workdir={workdir}"]
+
+
+def run_capped(command: list[str], cap_bytes: int, report: str) -> dict:
+  """Runs `python -m experiments.run_capped` on `command` (`-m module ...` or `-c code ...`) with
+  its data segment capped: exit status, wall time, its peak resident memory and, on failure, the
+  last line of its error output."""
+  start = time.perf_counter()
+  process = subprocess.run([sys.executable, "-m", "experiments.run_capped", str(cap_bytes), report,
+                            *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
+  lines = [line for line in process.stderr.strip().splitlines() if line.strip()]
+  return {"returncode": process.returncode, "seconds": time.perf_counter() - start,
+          "peak_rss_bytes": (_read_json(report) or {}).get("peak_rss_bytes"),
+          "error": lines[-1] if process.returncode and lines else None}
+
+
+def _read_json(path: str):
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+# ---- report ------------------------------------------------------------------------------------
+
+def _mean_std(values) -> dict:
+  values = np.asarray(values, dtype=float)
+  return {"mean": float(values.mean()), "std": float(values.std())}
+
+
+def markdown_report(results: dict) -> str:
+  lines = []
+  for name, s in results.get("sweep", {}).items():
+    lines += [f"### {name}: {s['num_train']} training examples, same epochs; budget "
+              f"{s['budget_seconds']:.1f} s", "",
+              "| batch | steps | test acc (end) | train acc | gap | test acc within budget "
+              "| s/step | step memory | grad variance | law ratio |", "|" + "---|" * 10]
+    for label, r in s["runs"].items():
+      budget = r["test_accuracy_within_budget"]
+      lines.append(
+          f"| {label} | {r['steps']} | {_pct(r['final']['test'])} | {_pct(r['final']['train'])} "
+          f"| {_pct(r['gap'])} | {_pct(budget) if budget else 'not yet evaluated'} "
+          f"| {r['seconds_per_step'] * 1e3:.2f} ms | {r['step_memory_bytes'] / 2**20:.1f} MiB "
+          f"| {r['gradient_noise']['variance']:.3g} | {r['gradient_noise']['expected_ratio']:.3g} |")
+    lines.append("")
+  if "out_of_core" in results:
+    lines += _out_of_core_lines(results["out_of_core"])
+  return "\n".join(lines)
+
+
+def _out_of_core_lines(r: dict) -> list[str]:
+  gib = lambda b: f"{b / 2**30:.2f} GiB"
+  accuracy = lambda run: (f"{100 * run['results']['test']['accuracy']:.2f}%" if run["results"]
+                          else f"failed: {run['error']}")
+  return [f"### Out of core: {r['num_examples']:,} augmented digits, {gib(r['file_bytes'])} on disk, "
+          f"data segment capped at {gib(r['memory_cap_bytes'])}", "",
+          f"- loading the whole array: exit status {r['load_whole']['returncode']}: "
+          f"{r['load_whole']['error']}",
+          f"- mini-batch training on the memory map: exit status {r['augmented']['returncode']}, "
+          f"{r['augmented']['seconds']:.0f} s, peak resident memory "
+          f"{r['augmented']['peak_rss_bytes'] / 2**20:.0f} MiB, test accuracy "
+          f"{accuracy(r['augmented'])}",
+          f"- the same model and steps on the plain 4,000 digits: test accuracy "
+          f"{accuracy(r['plain'])} (peak resident memory {r['plain']['peak_rss_bytes'] / 2**20:.0f} MiB)"]
+
+
+def _pct(stat: dict) -> str:
+  return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}%"
+
+
+def define_flags() -> None:
+  define_experiment_flags(MinibatchConfig, "runs/minibatch", help={
+      "parts": f"Any of {list(PARTS)}.", "batch_sizes": "Batch sizes; 0 is the full split."})
+
+
+def main(argv):
+  del argv
+  quiet_library_logs()
+  results = run(experiment_config(MinibatchConfig, smoke_config), flags.FLAGS.workdir)
+  print(markdown_report(results))
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
