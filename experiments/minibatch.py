@@ -17,7 +17,8 @@ the 4,000 `mnist` digits, seeded) of `out_of_core_gb` GiB to a .npy file, then, 
 whose data segment is capped at `memory_cap_gb` GiB (RLIMIT_DATA, `ulimit -d`: it limits the
 memory a process allocates, not the file pages it maps), (1) loads the whole array, which fails,
 and (2) trains on it in mini-batches read from the memory map with `experiments.train`, which
-completes; its peak resident memory is reported (experiments.run_capped sets the cap). The same model trained for the same number of
+completes; its peak resident memory and the share of its time spent reading batches are
+reported (experiments.run_capped sets the cap). The same model trained for the same number of
 steps on the plain 4,000 digits gives the accuracy the augmentation is compared with.
 """
 
@@ -272,18 +273,22 @@ def markdown_report(results: dict) -> str:
 
 def _out_of_core_lines(r: dict) -> list[str]:
   gib = lambda b: f"{b / 2**30:.2f} GiB"
-  accuracy = lambda run: (f"{100 * run['results']['test']['accuracy']:.2f}%" if run["results"]
-                          else f"failed: {run['error']}")
-  return [f"### Out of core: {r['num_examples']:,} augmented digits, {gib(r['file_bytes'])} on disk, "
-          f"data segment capped at {gib(r['memory_cap_bytes'])}", "",
-          f"- loading the whole array: exit status {r['load_whole']['returncode']}: "
-          f"{r['load_whole']['error']}",
-          f"- mini-batch training on the memory map: exit status {r['augmented']['returncode']}, "
-          f"{r['augmented']['seconds']:.0f} s, peak resident memory "
-          f"{r['augmented']['peak_rss_bytes'] / 2**20:.0f} MiB, test accuracy "
-          f"{accuracy(r['augmented'])}",
-          f"- the same model and steps on the plain 4,000 digits: test accuracy "
-          f"{accuracy(r['plain'])} (peak resident memory {r['plain']['peak_rss_bytes'] / 2**20:.0f} MiB)"]
+  lines = [f"### Out of core: {r['num_examples']:,} augmented digits, {gib(r['file_bytes'])} on "
+           f"disk, data segment capped at {gib(r['memory_cap_bytes'])}", "",
+           f"- loading the whole array: exit status {r['load_whole']['returncode']}: "
+           f"{r['load_whole']['error']}", "",
+           "| training data | exit | wall s | steps/s | time reading batches | peak RSS "
+           "| test acc |", "|---|---|---|---|---|---|---|"]
+  for name, label in (("augmented", "augmented, memory-mapped"), ("plain", "4,000 digits, in memory")):
+    run, figures = r[name], r[name]["results"]
+    if figures is None:
+      lines.append(f"| {label} | {run['returncode']} | failed: {run['error']} | | | | |")
+      continue
+    lines.append(f"| {label} | {run['returncode']} | {run['seconds']:.0f} "
+                 f"| {figures['steps_per_sec']:.0f} | {100 * figures['data_share']:.1f}% "
+                 f"| {run['peak_rss_bytes'] / 2**20:.0f} MiB "
+                 f"| {100 * figures['test']['accuracy']:.2f}% |")
+  return lines
 
 
 def _pct(stat: dict) -> str:

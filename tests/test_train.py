@@ -47,6 +47,10 @@ def test_loss_falls_on_a_small_dataset(blob_dataset, tmp_path):
                    str(tmp_path))
   assert results["train"]["loss"] < 0.3 * before["loss"]
   assert results["test"]["accuracy"] > 0.9
+  # the loop's time reading batches is counted, and is part of the training time
+  assert 0 < results["data_seconds"] < results["train_seconds"]
+  assert results["data_share"] == pytest.approx(results["data_seconds"] / results["train_seconds"],
+                                                rel=1e-2)
 
 
 def test_step_keys_are_fresh_every_step_and_stream():

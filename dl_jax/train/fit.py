@@ -72,7 +72,8 @@ def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitC
   timer = _StepTimer(step)
   try:
     while step < config.num_steps and not record["stopped_early"]:
-      state, metrics = train_step(state, parallel.put_batch(next(batches)))
+      batch = timer.timed_data(lambda: parallel.put_batch(next(batches)))
+      state, metrics = train_step(state, batch)
       step += 1
       pending.append((step, metrics))
       timer.after_step(step, metrics)
@@ -195,11 +196,18 @@ class _SingleDevice:
 
 
 class _StepTimer:
-  """Separates the first step (compilation included) from the steady-state rate."""
+  """Separates the first step (compilation included) from the steady-state rate, and counts the
+  time the loop spends reading and placing batches (while the previous step may still run)."""
 
   def __init__(self, start_step: int):
     self.start_step, self.t0 = start_step, time.perf_counter()
-    self.first_step_s, self.t1, self.steps = None, None, 0
+    self.first_step_s, self.t1, self.steps, self.data_s = None, None, 0, 0.0
+
+  def timed_data(self, read_batch):
+    start = time.perf_counter()
+    batch = read_batch()
+    self.data_s += time.perf_counter() - start
+    return batch
 
   def after_step(self, step: int, metrics) -> None:
     self.steps = step - self.start_step
@@ -214,4 +222,5 @@ class _StepTimer:
     end = time.perf_counter()
     rest = self.steps - 1
     return {"train_seconds": end - self.t0, "first_step_seconds": self.first_step_s,
-            "steps_per_sec": rest / (end - self.t1) if rest else None}
+            "steps_per_sec": rest / (end - self.t1) if rest else None,
+            "data_seconds": self.data_s, "data_share": self.data_s / (end - self.t0)}
