@@ -87,7 +87,7 @@ def run(config: BenchmarkConfig, workdir: str) -> dict:
              "matmul_peak_gflops": peak / 1e9, "torch": _torch_version(), "cases": {}}
   for name in config.cases:
     case = CASES[name]
-    batches = _batches(case, config)
+    batches = case_batches(case, config)
     model = make_model(case.model, 10, **dict(case.options))
     flops = 3 * forward_flops(model, batches[0]["x"])
     figures = {"train_flops_per_step": flops, "frameworks": {}}
@@ -117,12 +117,13 @@ def _check(config: BenchmarkConfig) -> None:
     raise ValueError("windows and steps_per_window must be at least 1")
 
 
-def _batches(case: Case, config: BenchmarkConfig) -> list[dict[str, np.ndarray]]:
-  """`num_batches` real training batches of the case's size, in memory."""
+def case_batches(case: Case, config: BenchmarkConfig) -> list[dict[str, np.ndarray]]:
+  """`num_batches` real training batches of the case's size, in memory (wrapping around the
+  training split when they need more examples than it has)."""
   train = load_dataset(case.dataset).train
   order = np.random.default_rng(config.seed).permutation(len(train))
   size = case.batch_size
-  return [train.gather(np.sort(order[i * size:(i + 1) * size]))
+  return [train.gather(np.sort(order[np.arange(i * size, (i + 1) * size) % len(train)]))
           for i in range(config.num_batches)]
 
 
@@ -144,7 +145,7 @@ def forward_flops(model, x: np.ndarray) -> float:
   return float(analysis["flops"])
 
 
-def time_steps(step: Callable[[int], "_Blocking"], batch_size: int, config: BenchmarkConfig,
+def time_steps(step: Callable[[int], "Blocking"], batch_size: int, config: BenchmarkConfig,
                flops_per_step: float, peak: float) -> dict:
   """First step (compilation included), then the median of timed windows after warm-up.
   `step(i)` trains on batch i (cycling) and returns an object whose `block()` waits for it."""
@@ -171,7 +172,7 @@ def _seconds(fn) -> float:
   return time.perf_counter() - start
 
 
-class _Blocking:
+class Blocking:
   """What a timed step returns: `block()` waits until the step's result exists."""
 
   def __init__(self, wait):
@@ -193,9 +194,9 @@ def _jax_step(model, batches: list[dict], config: BenchmarkConfig):
   device_batches = [jax.device_put(b) for b in batches]
   holder = {"state": state}
 
-  def step(i: int) -> _Blocking:
+  def step(i: int) -> Blocking:
     holder["state"], metrics = train_step(holder["state"], device_batches[i % len(batches)])
-    return _Blocking(lambda: jax.block_until_ready(metrics["loss"]))
+    return Blocking(lambda: jax.block_until_ready(metrics["loss"]))
 
   return step
 
@@ -213,9 +214,9 @@ def _torch_step(case: Case, batches: list[dict], compiled: bool, config: Benchma
   train_step = torch_reference.make_train_step(model, config.learning_rate, compiled)
   tensors = [(torch.from_numpy(b["x"]), torch.from_numpy(b["y"]).long()) for b in batches]
 
-  def step(i: int) -> _Blocking:
+  def step(i: int) -> Blocking:
     loss = train_step(*tensors[i % len(tensors)])
-    return _Blocking(loss.item)  # CPU ops run synchronously; .item() marks the step's end
+    return Blocking(loss.item)  # CPU ops run synchronously; .item() marks the step's end
 
   return step
 

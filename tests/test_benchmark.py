@@ -47,3 +47,18 @@ def test_torch_models_have_the_dl_jax_parameter_counts(tmp_path):
     model = getattr(torch_reference, case.torch_model)(*case.torch_args)
     assert torch_reference.count_params(model) == results["cases"][name]["num_params"], name
     assert results["cases"][name]["frameworks"]["torch_eager"]["steps_per_second"] > 0
+
+
+def test_seeds_cost_smoke_compares_stacked_seeds_with_one(tmp_path):
+  from experiments import seeds_cost
+
+  results = seeds_cost.run(seeds_cost.smoke_config(), str(tmp_path))
+  rows = results["cases"]["cnn_mnist1d@100"]
+  assert rows[1]["cost_vs_one_seed"] == 1.0 and rows[2]["seconds_per_step"] > 0
+  assert "| cnn_mnist1d@100 |" in (tmp_path / "results.md").read_text()
+
+
+def test_case_batches_wrap_around_a_small_training_split():
+  config = dataclasses.replace(benchmark.smoke_config(), num_batches=50)  # 50 x 128 > 4000
+  batches = benchmark.case_batches(benchmark.CASES["mlp_512x2@128"], config)
+  assert len(batches) == 50 and all(len(b["y"]) == 128 for b in batches)

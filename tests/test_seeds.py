@@ -9,7 +9,8 @@ from dl_jax.train import NonFiniteError
 from dl_jax.train import (classification_loss, classification_metrics, create_train_state,
                           evaluate, make_eval_step, make_train_step)
 from dl_jax.train.seeds import (SeedBatches, create_seed_states, fit_seeds,
-                                make_seeds_eval_step, make_seeds_train_step, unstack_state)
+                                make_seeds_eval_step, make_seeds_train_step, unstack_state,
+                                with_hyperparameter)
 from dl_jax.data import BatchIterator
 
 
@@ -89,3 +90,28 @@ def test_fit_seeds_stops_on_a_non_finite_loss_and_names_the_seed(blob_dataset):
     fit_seeds(states, make_seeds_train_step(classification_loss(model)),
               make_seeds_eval_step(classification_metrics(model)), blob_dataset, seeds,
               num_steps=20, batch_size=16, eval_every=10)
+
+
+def test_a_learning_rate_sweep_in_one_program_matches_separate_runs(blob_dataset):
+  model = MLP(widths=(16,), num_outputs=3)
+  example = blob_dataset.train.gather([0])["x"]
+  rates = [1e-3, 3e-2]
+  tx = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
+  states = with_hyperparameter(create_seed_states(model, tx, example, [0, 0]), "learning_rate",
+                               rates)
+  step = make_seeds_train_step(classification_loss(model))
+  batches = SeedBatches(blob_dataset.train, 16, [0, 0])
+  for _ in range(10):
+    states, _ = step(states, next(batches))
+  for i, rate in enumerate(rates):
+    alone = create_train_state(model, optax.adam(rate), example, 0)
+    single = make_train_step(classification_loss(model))
+    plain = SeedBatches(blob_dataset.train, 16, [0])
+    for _ in range(10):
+      alone, _ = single(alone, jax.tree_util.tree_map(lambda a: a[0], next(plain)))
+    chex.assert_trees_all_close(unstack_state(states, i).params, alone.params, rtol=1e-4,
+                                atol=1e-5)
+  with pytest.raises(ValueError, match="no injected hyperparameter 'momentum'"):
+    with_hyperparameter(states, "momentum", [0.9, 0.9])
+  with pytest.raises(ValueError, match="one value per stacked model"):
+    with_hyperparameter(states, "learning_rate", [0.1, 0.2, 0.3])

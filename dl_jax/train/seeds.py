@@ -41,6 +41,22 @@ def create_seed_states(model, tx, example_input, seeds: Sequence[int]) -> TrainS
   return make_seeds_init(model, tx, example_input)(seeds)
 
 
+def with_hyperparameter(states: TrainState, name: str, values) -> TrainState:
+  """Stacked states whose models each train with their own `values[i]` of hyperparameter `name`
+  (e.g. a learning-rate sweep in one compiled program). The optimizer must be built with
+  `optax.inject_hyperparams`, which keeps its hyperparameters in the optimizer state."""
+  opt_state = states.opt_state
+  hyperparams = getattr(opt_state, "hyperparams", None)
+  if hyperparams is None or name not in hyperparams:
+    raise ValueError(f"the optimizer has no injected hyperparameter {name!r}; build it as "
+                     f"optax.inject_hyperparams(optax.adam)({name}=...)")
+  values = jnp.asarray(values, dtype=hyperparams[name].dtype)
+  if values.shape != hyperparams[name].shape:
+    raise ValueError(f"{name} needs one value per stacked model, shape "
+                     f"{hyperparams[name].shape}; got {values.shape}")
+  return states.replace(opt_state=opt_state._replace(hyperparams={**hyperparams, name: values}))
+
+
 def make_seeds_train_step(loss_fn: LossFn, streams: tuple[str, ...] = DEFAULT_STREAMS,
                           steps_per_call: int = 1, resident_data: bool = False):
   """`train_step(stacked_state, batches)`: every seed's step at once, jitted and donated.
