@@ -7,8 +7,9 @@ import pytest
 
 from dl_jax import optim
 from dl_jax.activations import ACTIVATIONS, get_activation
-from dl_jax.losses import correct, cross_entropy, l2_penalty, mse
+from dl_jax.losses import correct, cross_entropy, mse
 from dl_jax.models import MLP, make_model
+from dl_jax.regularizers import l2_penalty
 from dl_jax.train import count_params
 
 
