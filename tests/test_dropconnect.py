@@ -137,3 +137,11 @@ def test_max_norm_as_the_last_optax_transformation_keeps_every_unit_within_the_b
     max_norm(0.0)
   with pytest.raises(ValueError, match="needs the parameters"):
     max_norm(1.0).update(grads, optax.EmptyState())
+
+
+def test_the_model_registry_passes_the_dropout_options_to_the_mlp():
+  from dl_jax.models import make_model
+
+  model = make_model("mlp", 3, widths=[8], activation="relu", dropout_rate=0.3, residual=False,
+                     dropout_kind="gaussian", dropconnect_rate=0.5)
+  assert (model.dropout_kind, model.dropconnect_rate, model.widths) == ("gaussian", 0.5, (8,))

@@ -15,9 +15,11 @@ def _linear(num_outputs: int, **_) -> nn.Module:
 
 
 def _mlp(num_outputs: int, widths: Sequence[int], activation: str, dropout_rate: float,
-         residual: bool, kernel_init: str = "lecun", **_) -> nn.Module:
+         residual: bool, kernel_init: str = "lecun", dropout_kind: str = "bernoulli",
+         dropconnect_rate: float = 0.0, **_) -> nn.Module:
   return MLP(widths=tuple(widths), num_outputs=num_outputs, activation=activation,
-             dropout_rate=dropout_rate, residual=residual, kernel_init=kernel_init)
+             dropout_rate=dropout_rate, residual=residual, kernel_init=kernel_init,
+             dropout_kind=dropout_kind, dropconnect_rate=dropconnect_rate)
 
 
 def _configurable(module: type[nn.Module]) -> Callable[..., nn.Module]:
