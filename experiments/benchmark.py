@@ -238,7 +238,8 @@ def markdown_table(results: dict) -> str:
   """steps/s, examples/s, first step and MFU per case and framework; the jax/torch ratios."""
   rows = [f"fp32 matmul peak measured: {results['matmul_peak_gflops']:.0f} GFLOP/s; "
           f"torch: {results['torch'] or 'not installed'}", "",
-          "| case | params | framework | steps/s | examples/s | first step (s) | MFU | jax / this |",
+          "| case | params | framework | steps/s | examples/s | first step (s) | MFU "
+          "| jax / this |",
           "|---|---|---|---|---|---|---|---|"]
   for name, case in results["cases"].items():
     jax_rate = case["frameworks"].get("jax", {}).get("steps_per_second")

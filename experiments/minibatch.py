@@ -44,6 +44,7 @@ from dl_jax.train import classification_loss, classification_metrics
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step, unstack_state)
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
+from dl_jax.stats import mean_std, percent
 
 PARTS = ("sweep", "out_of_core")
 
@@ -106,7 +107,7 @@ def sweep(config: MinibatchConfig, dataset_name: str, workdir: str) -> dict:
   budget = min(r["train_seconds"][-1] for r in runs.values())
   for r in runs.values():
     within = [i for i, s in enumerate(r["train_seconds"]) if s <= budget]
-    r["test_accuracy_within_budget"] = (_mean_std(r["test_accuracy"][within[-1]]) if within
+    r["test_accuracy_within_budget"] = (mean_std(r["test_accuracy"][within[-1]]) if within
                                         else None)
   plot_sweep(dataset_name, runs, n, os.path.join(workdir, "plots", f"sweep_{dataset_name}.png"))
   return {"num_train": n, "budget_seconds": budget, "runs": runs}
@@ -129,9 +130,9 @@ def train_batch_size(config: MinibatchConfig, dataset, model, batch_size: int) -
   return {"batch_size": batch_size, "steps": config.epochs * steps_per_epoch,
           "epochs": list(range(1, config.epochs + 1)), "train_seconds": seconds,
           "test_accuracy": curves["test"]["accuracy"],
-          "final": {split: _mean_std(curves[split]["accuracy"][-1])
+          "final": {split: mean_std(curves[split]["accuracy"][-1])
                     for split in dataset.splits()},
-          "gap": _mean_std(np.subtract(curves["train"]["accuracy"][-1],
+          "gap": mean_std(np.subtract(curves["train"]["accuracy"][-1],
                                        curves["test"]["accuracy"][-1])),
           "seconds_per_step": (seconds[-1] - seconds[0]) / max(
               (config.epochs - 1) * steps_per_epoch, 1),
@@ -246,11 +247,6 @@ def _read_json(path: str):
 
 # ---- report ------------------------------------------------------------------------------------
 
-def _mean_std(values) -> dict:
-  values = np.asarray(values, dtype=float)
-  return {"mean": float(values.mean()), "std": float(values.std())}
-
-
 def markdown_report(results: dict) -> str:
   lines = []
   for name, s in results.get("sweep", {}).items():
@@ -261,10 +257,12 @@ def markdown_report(results: dict) -> str:
     for label, r in s["runs"].items():
       budget = r["test_accuracy_within_budget"]
       lines.append(
-          f"| {label} | {r['steps']} | {_pct(r['final']['test'])} | {_pct(r['final']['train'])} "
-          f"| {_pct(r['gap'])} | {_pct(budget) if budget else 'not yet evaluated'} "
+          f"| {label} | {r['steps']} | {percent(r['final']['test'])} "
+          f"| {percent(r['final']['train'])} "
+          f"| {percent(r['gap'])} | {percent(budget) if budget else 'not yet evaluated'} "
           f"| {r['seconds_per_step'] * 1e3:.2f} ms | {r['step_memory_bytes'] / 2**20:.1f} MiB "
-          f"| {r['gradient_noise']['variance']:.3g} | {r['gradient_noise']['expected_ratio']:.3g} |")
+          f"| {r['gradient_noise']['variance']:.3g} "
+          f"| {r['gradient_noise']['expected_ratio']:.3g} |")
     lines.append("")
   if "out_of_core" in results:
     lines += _out_of_core_lines(results["out_of_core"])
@@ -279,7 +277,8 @@ def _out_of_core_lines(r: dict) -> list[str]:
            f"{r['load_whole']['error']}", "",
            "| training data | exit | wall s | steps/s | time reading batches | peak RSS "
            "| test acc |", "|---|---|---|---|---|---|---|"]
-  for name, label in (("augmented", "augmented, memory-mapped"), ("plain", "4,000 digits, in memory")):
+  runs = (("augmented", "augmented, memory-mapped"), ("plain", "4,000 digits, in memory"))
+  for name, label in runs:
     run, figures = r[name], r[name]["results"]
     if figures is None:
       lines.append(f"| {label} | {run['returncode']} | failed: {run['error']} | | | | |")
@@ -289,10 +288,6 @@ def _out_of_core_lines(r: dict) -> list[str]:
                  f"| {run['peak_rss_bytes'] / 2**20:.0f} MiB "
                  f"| {100 * figures['test']['accuracy']:.2f}% |")
   return lines
-
-
-def _pct(stat: dict) -> str:
-  return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}%"
 
 
 def define_flags() -> None:

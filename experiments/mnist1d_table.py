@@ -28,6 +28,7 @@ from dl_jax.train import classification_loss, classification_metrics, count_para
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step, unstack_state)
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
+from dl_jax.stats import mean_std, percent
 
 # name -> (parameters, README test accuracy, logged CPU run, shuffled-sequence accuracy), in %.
 PAPER = {"linear": (410, 32, 31.5, 32), "mlp": (15210, 68, 64.6, 68),
@@ -102,16 +103,12 @@ def _merge_seed_groups(groups: list[dict]) -> dict:
         metric: np.concatenate([np.asarray(g[split][metric]).reshape(len(merged["steps"]), -1)
                                 for g in groups], axis=1).tolist()
         for metric in groups[0][split]}
-  merged["final"] = {split: {metric: _mean_std(values[-1]) for metric, values in split_curves.items()}
+  merged["final"] = {split: {metric: mean_std(values[-1])
+                             for metric, values in split_curves.items()}
                      for split, split_curves in merged["curves"].items()}
   train, test = (np.asarray(merged["curves"][s]["accuracy"][-1]) for s in ("train", "test"))
-  merged["final"]["gap"] = {"train_test_accuracy": _mean_std(train - test)}
+  merged["final"]["gap"] = {"train_test_accuracy": mean_std(train - test)}
   return merged
-
-
-def _mean_std(values) -> dict:
-  values = np.asarray(values, dtype=float)
-  return {"mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
 
 
 def run(config: TableConfig, workdir: str) -> dict:
@@ -148,14 +145,11 @@ def markdown_table(results: dict) -> str:
           f"{paper[3]}% (shuffled)" if "shuffled" in dataset_name else f"{paper[1]}% / {paper[2]}%")
       f = r["final"]
       rows.append(
-          f"| {dataset_name} | {name} | {r['num_params']:,} | {_pct(f['test']['accuracy'])} | {ref} "
-          f"| {_pct(f['train']['accuracy'])} | {_pct(f['gap']['train_test_accuracy'])} "
+          f"| {dataset_name} | {name} | {r['num_params']:,} | {percent(f['test']['accuracy'])} "
+          f"| {ref} "
+          f"| {percent(f['train']['accuracy'])} | {percent(f['gap']['train_test_accuracy'])} "
           f"| {r['seconds_per_seed']:.1f} | {r['seconds_per_1000_steps_per_seed']:.2f} |")
   return "\n".join(rows)
-
-
-def _pct(stat: dict) -> str:
-  return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}%"
 
 
 def define_flags() -> None:

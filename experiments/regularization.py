@@ -53,6 +53,7 @@ from dl_jax.train import classification_loss, classification_metrics
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step)
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
+from dl_jax.stats import mean_std, percent
 
 STREAMS = ("dropout", "dropconnect")
 
@@ -213,11 +214,6 @@ def _gaps(accuracy: dict[str, np.ndarray]) -> dict[str, list]:
 
 # ---- figures computed from the per-seed results ------------------------------------------------
 
-def mean_std(values) -> dict:
-  values = np.asarray(values, dtype=float)
-  return {"mean": float(values.mean()), "std": float(values.std())}
-
-
 def paired_change(values, baseline) -> dict:
   """Mean ± std over seeds of (values - baseline), and whether the mean is clearly non-zero
   (|mean| > 2 standard errors of the paired differences)."""
@@ -334,10 +330,6 @@ def save_plots(results: dict, directory: str) -> list[str]:
   return paths
 
 
-def _pct(stat: dict) -> str:
-  return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
-
-
 def _change(stat: dict | None, words: tuple[str, str]) -> str:
   """A paired change in points, with the verdict computed from it: words[0] when it is clearly
   negative, words[1] when clearly positive, 'n.s.' otherwise."""
@@ -365,12 +357,12 @@ def markdown_report(results: dict) -> str:
               "| strategy | train | val | test | gap (train-test) | gap change | test change |",
               "|---|---|---|---|---|---|---|"]
     for name, row in record["summary"].items():
-      val = _pct(row["val"]) if "val" in row else "-"
+      val = percent(row["val"], unit="") if "val" in row else "-"
       gap_change, test_change = ("(baseline)",) * 2 if name == "none" else (
           _change(row.get("gap_change"), ("shrinks", "widens")),
           _change(row.get("test_change"), ("worse", "better")))
-      lines.append(f"| {name} | {_pct(row['train'])} | {val} | {_pct(row['test'])} | "
-                   f"{_pct(row['gap_test'])} | {gap_change} | {test_change} |")
+      train, test, gap = (percent(row[k], unit="") for k in ("train", "test", "gap_test"))
+      lines.append(f"| {name} | {train} | {val} | {test} | {gap} | {gap_change} | {test_change} |")
     lines += [""] + paper_lines(record["paper"]) + [""]
   return "\n".join(lines) + "\n"
 

@@ -64,7 +64,8 @@ def run(config: SeedsCostConfig, workdir: str) -> dict:
 
 def time_seeds(config: SeedsCostConfig, case, num_seeds: int) -> dict:
   """One vmapped step over `num_seeds` stacked models, each on its own batch, timed."""
-  bench = BenchmarkConfig(num_batches=config.num_batches * num_seeds, warmup_steps=config.warmup_steps,
+  bench = BenchmarkConfig(num_batches=config.num_batches * num_seeds,
+                          warmup_steps=config.warmup_steps,
                           windows=config.windows, steps_per_window=config.steps_per_window)
   batches = case_batches(case, bench)
   stacked = [jax.device_put(_stack(batches[i * num_seeds:(i + 1) * num_seeds]))
@@ -96,8 +97,9 @@ def markdown_table(results: dict) -> str:
   for name, by_n in results["cases"].items():
     cells = [f"{1e3 * by_n[n]['seconds_per_step']:.1f} ({by_n[n]['cost_vs_one_seed']:.2f}x)"
              for n in sizes]
-    rows.append(f"| {name} | " + " | ".join(cells) + f" | {by_n[sizes[0]]['first_step_seconds']:.1f}"
-                f" / {by_n[sizes[-1]]['first_step_seconds']:.1f} |")
+    first, last = by_n[sizes[0]], by_n[sizes[-1]]
+    rows.append(f"| {name} | " + " | ".join(cells) + f" | {first['first_step_seconds']:.1f}"
+                f" / {last['first_step_seconds']:.1f} |")
   return "\n".join(rows)
 
 

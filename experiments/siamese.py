@@ -67,6 +67,7 @@ from dl_jax.train.seeds import make_seeds_init, make_seeds_train_step, unstack_s
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
 from dl_jax.verification import (best_threshold, one_shot_accuracy, verification_accuracy,
                                  verification_auc)
+from dl_jax.stats import mean_std
 
 VARIANTS = ("shared", "unshared_equal_params", "unshared_equal_width")
 BASELINE = "pixels"
@@ -210,19 +211,14 @@ def score(embeddings_a: dict, embeddings_b: dict, eval_sets: dict) -> dict:
 
 def summarize(per_model: list[dict]) -> dict:
   """Per set and metric: per-model values, mean and std; plus the gaps train - set."""
-  out = {"threshold": _mean_std([f["threshold"] for f in per_model])}
+  out = {"threshold": mean_std([f["threshold"] for f in per_model])}
   for name in EVAL_SETS:
-    out[name] = {metric: _mean_std([f[name][metric] for f in per_model])
+    out[name] = {metric: mean_std([f[name][metric] for f in per_model])
                  for metric in (*METRICS, "one_shot_episode_std")}
-  out["gap"] = {f"train_minus_{name}": {metric: _mean_std(
+  out["gap"] = {f"train_minus_{name}": {metric: mean_std(
       [f["train"][metric] - f[name][metric] for f in per_model]) for metric in METRICS}
       for name in ("test_seen", "test_unseen")}
   return out
-
-
-def _mean_std(values) -> dict:
-  values = np.asarray(values, dtype=float)
-  return {"mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
 
 
 # ---- one variant: all seeds stacked under vmap -------------------------------------------------

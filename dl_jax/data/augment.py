@@ -27,7 +27,8 @@ class Augmentation:
 
 
 def _blur_matrix(size: int, sigma: float) -> jax.Array:
-  """G [size, size] with G @ v the Gaussian blur of v (zero outside): a banded, normalised kernel."""
+  """G [size, size] with G @ v the Gaussian blur of v (zero outside the image): a banded,
+  normalised kernel."""
   offsets = jnp.arange(size)[:, None] - jnp.arange(size)[None, :]
   kernel = jnp.exp(-0.5 * (offsets / sigma) ** 2) * (jnp.abs(offsets) <= 3 * sigma)
   return kernel / jnp.sum(jnp.exp(-0.5 * (jnp.arange(-3 * sigma, 3 * sigma + 1) / sigma) ** 2))
