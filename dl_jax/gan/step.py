@@ -1,0 +1,82 @@
+"""One jitted GAN step that updates both players: the discriminator, then the generator.
+
+Step s draws keys from fold_in(root, s): stream 'gen' for the latent codes and 'dropout' for the
+discriminator's dropout (one key for its update, a different one for the generator's). The
+generator runs forward once: its samples train the discriminator (as constants), and the
+generator's gradient is pulled back through the same forward pass (`jax.vjp`) from the *updated*
+discriminator, as in alternating GAN training.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dl_jax.gan.losses import discriminator_loss, generator_loss
+from dl_jax.gan.state import GANState, latent_noise
+from dl_jax.train.rng import step_rngs
+
+GAN_STREAMS = ("gen", "dropout")
+
+
+def step_keys(root: jax.Array, step: jax.Array) -> dict[str, jax.Array]:
+  """The keys of step `step`: latent codes ('gen'), and the discriminator's dropout in its own
+  update and in the generator's (two halves of the 'dropout' stream): never shared, never reused."""
+  rngs = step_rngs(root, step, GAN_STREAMS)
+  d_dropout, g_dropout = jax.random.split(rngs["dropout"])
+  return {"gen": rngs["gen"], "d_dropout": d_dropout, "g_dropout": g_dropout}
+
+
+def gan_step_fn(generator, discriminator, latent_dim: int):
+  """The un-jitted `gan_step(state, batch) -> (new_state, metrics)`, to jit or vmap over seeds.
+
+  `batch['x']` holds real images [batch, H, W, C]; labels are ignored. Metrics: both losses,
+  the mean D(x) and D(G(z)), and each player's gradient and parameter norms.
+  """
+
+  def gan_step(state: GANState, batch: dict) -> tuple[GANState, dict]:
+    real = batch["x"]
+    keys = step_keys(state.key, state.step)
+    z = latent_noise(keys["gen"], real.shape[0], latent_dim)
+    g_state, d_state = state.generator, state.discriminator
+
+    def generate(g_params):
+      variables = {"params": g_params, **g_state.model_state}
+      return generator.apply(variables, z, train=True, mutable=list(g_state.model_state))
+
+    fake, pull_back, g_model_state = jax.vjp(generate, g_state.params, has_aux=True)
+
+    def discriminate(d_params, images, key):
+      return discriminator.apply({"params": d_params}, images, train=True, rngs={"dropout": key})
+
+    def d_loss_fn(d_params):
+      logits = discriminate(d_params, jnp.concatenate([real, fake]), keys["d_dropout"])
+      real_logits, fake_logits = jnp.split(logits, 2)
+      return jnp.mean(discriminator_loss(real_logits, fake_logits)), (real_logits, fake_logits)
+
+    (d_loss, (real_logits, fake_logits)), d_grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True)(d_state.params)
+    d_state = d_state.apply_gradients(grads=d_grads)
+
+    def g_loss_fn(images):
+      return jnp.mean(generator_loss(discriminate(d_state.params, images, keys["g_dropout"])))
+
+    g_loss, image_grads = jax.value_and_grad(g_loss_fn)(fake)
+    (g_grads,) = pull_back(image_grads)
+    g_state = g_state.apply_gradients(grads=g_grads, model_state=g_model_state)
+    metrics = {"d_loss": d_loss, "g_loss": g_loss,
+               "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+               "d_grad_norm": optax.tree.norm(d_grads), "g_grad_norm": optax.tree.norm(g_grads),
+               "d_param_norm": optax.tree.norm(d_state.params),
+               "g_param_norm": optax.tree.norm(g_state.params)}
+    new_state = state.replace(step=state.step + 1, generator=g_state, discriminator=d_state)
+    return new_state, metrics
+
+  return gan_step
+
+
+def make_gan_step(generator, discriminator, latent_dim: int, vmap_seeds: bool = False):
+  """`gan_step_fn` jitted with the state donated; `vmap_seeds` steps states stacked over seeds
+  (batches stacked [seeds, batch, ...])."""
+  step = gan_step_fn(generator, discriminator, latent_dim)
+  return jax.jit(jax.vmap(step) if vmap_seeds else step, donate_argnums=0)

@@ -1,0 +1,234 @@
+import dataclasses
+import json
+import os
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.linalg
+
+from dl_jax.data import Split, make_dataset
+from dl_jax.gan import (Discriminator, Generator, class_coverage, classifier_outputs,
+                        discriminator_metrics, frechet_distance, gaussian_stats, init_gan_state,
+                        latent_noise, make_classifier_outputs, make_gan_step, step_keys)
+from dl_jax.gan.losses import discriminator_loss, generator_loss
+from dl_jax.models.cnn import CNN
+from dl_jax.train import FitConfig, create_train_state, fit, make_eval_step
+from experiments import gan
+
+LATENT = 8
+SHAPE = (28, 28, 1)
+
+
+class TinyGAN:
+  """Small models, their jitted init and step: compiled once for the whole module."""
+
+  generator = Generator(image_shape=SHAPE, channels=(8, 4))
+  discriminator = Discriminator(channels=(4, 8), dropout_rate=0.3)
+  init_fn = jax.jit(lambda root: init_gan_state(
+      TinyGAN.generator, TinyGAN.discriminator, optax.adam(1e-3), optax.adam(1e-3), LATENT, SHAPE,
+      root))
+  step = make_gan_step(generator, discriminator, LATENT)
+
+  @classmethod
+  def init(cls, seed: int = 0):
+    return cls.init_fn(jax.random.PRNGKey(seed))
+
+
+def _real_batch(n: int = 8):
+  return {"x": np.random.default_rng(0).uniform(size=(n, *SHAPE)).astype(np.float32),
+          "y": np.zeros(n, np.int32)}
+
+
+def test_models_map_latents_to_images_in_range_and_images_to_one_logit():
+  generator, discriminator, state = TinyGAN.generator, TinyGAN.discriminator, TinyGAN.init()
+  z = latent_noise(jax.random.PRNGKey(1), 5, LATENT)
+  images = generator.apply({"params": state.generator.params, **state.generator.model_state}, z)
+  assert images.shape == (5, *SHAPE)
+  assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+  logits = discriminator.apply({"params": state.discriminator.params}, images)
+  assert logits.shape == (5,)
+
+
+def test_bad_shapes_and_missing_dropout_key_raise():
+  discriminator, state = TinyGAN.discriminator, TinyGAN.init()
+  with pytest.raises(ValueError, match="multiples of 4"):
+    Generator(image_shape=(30, 30, 1)).init(jax.random.PRNGKey(0), jnp.zeros((1, LATENT)))
+  with pytest.raises(ValueError, match=r"\[batch, height, width, channels\]"):
+    discriminator.apply({"params": state.discriminator.params}, jnp.zeros((2, 28, 28)))
+  with pytest.raises(flax.errors.InvalidRngError):  # training-mode dropout without a key
+    discriminator.apply({"params": state.discriminator.params}, jnp.zeros((2, *SHAPE)),
+                        train=True)
+
+
+def test_non_saturating_losses_match_their_definitions():
+  real, fake = jnp.array([2.0, -1.0]), jnp.array([0.5, -3.0])
+  d = jax.nn.sigmoid
+  np.testing.assert_allclose(discriminator_loss(real, fake),
+                             -jnp.log(d(real)) - jnp.log(1 - d(fake)), rtol=1e-5)
+  np.testing.assert_allclose(generator_loss(fake), -jnp.log(d(fake)), rtol=1e-5)
+  # Non-saturating: a confidently rejected fake (logit -20) still gets a gradient of ~-1.
+  assert float(jax.grad(lambda f: generator_loss(f[None])[0])(-20.0)) == pytest.approx(-1.0)
+
+
+def test_gan_step_updates_both_players_and_batch_statistics():
+  state = TinyGAN.init()
+  before = jax.device_get(state)
+  after, metrics = TinyGAN.step(state, _real_batch())
+  assert int(after.step) == 1
+  for name, old, new in (("generator", before.generator, after.generator),
+                         ("discriminator", before.discriminator, after.discriminator)):
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(old.params),
+                            jax.tree_util.tree_leaves(new.params)):
+      assert not np.array_equal(a, b), f"{name} parameter {jax.tree_util.keystr(path)} unchanged"
+    assert int(new.step) == 1  # each player's optimizer took one step
+  stats_before = jax.tree_util.tree_leaves(before.generator.model_state)
+  stats_after = jax.tree_util.tree_leaves(after.generator.model_state)
+  assert stats_before and all(not np.array_equal(a, b) for a, b in zip(stats_before, stats_after))
+  assert {"d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm"} <= set(metrics)
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_rng_streams_are_distinct_and_fresh_every_step():
+  root = jax.random.PRNGKey(0)
+  keys = [np.asarray(key).tobytes()
+          for step in range(4) for key in step_keys(root, jnp.asarray(step)).values()]
+  assert len(set(keys)) == len(keys) == 12  # 3 uses x 4 steps, no key shared or reused
+
+  # The same state at another step draws other latents and masks: a different update.
+  at_0, _ = TinyGAN.step(TinyGAN.init(), _real_batch())
+  at_5, _ = TinyGAN.step(TinyGAN.init().replace(step=jnp.asarray(5, jnp.int32)), _real_batch())
+  assert not np.array_equal(at_0.generator.params["Dense_0"]["kernel"],
+                            at_5.generator.params["Dense_0"]["kernel"])
+
+
+def test_same_seed_gives_bit_identical_states_and_another_seed_does_not():
+  def two_steps(seed):
+    state = TinyGAN.init(seed)
+    for _ in range(2):
+      state, _ = TinyGAN.step(state, _real_batch())
+    return jax.device_get(state.params)
+
+  chex.assert_trees_all_equal(two_steps(0), two_steps(0))
+  assert not np.array_equal(two_steps(0)["generator"]["Dense_0"]["kernel"],
+                            two_steps(1)["generator"]["Dense_0"]["kernel"])
+
+
+def test_gan_state_checkpoints_and_resumes_bit_identically(tmp_path):
+  # fit() checkpoints a GANState like a TrainState: 2 steps, then resumed to 4, ends where an
+  # uninterrupted 4-step run ends.
+  x = np.random.default_rng(0).uniform(size=(32, *SHAPE)).astype(np.float32)
+  dataset = make_dataset("tiny", "test", Split(x, np.zeros(32, np.int32)),
+                         Split(x[:8], np.zeros(8, np.int32)), num_classes=1)
+  eval_step = make_eval_step(discriminator_metrics(TinyGAN.discriminator))
+
+  def train(steps, workdir):
+    config = FitConfig(num_steps=steps, batch_size=8, eval_every=steps, log_every=1,
+                       checkpoint_every=1)
+    return fit(TinyGAN.init(), TinyGAN.step, eval_step, dataset, config, str(workdir))[1]
+
+  train(2, tmp_path / "resumed")
+  resumed = train(4, tmp_path / "resumed")
+  straight = train(4, tmp_path / "straight")
+  assert resumed["resumed_from_step"] == 2
+  assert resumed["params_fingerprint"] == straight["params_fingerprint"]
+
+
+def test_frechet_distance_of_a_gaussian_with_itself_is_zero():
+  features = np.random.default_rng(0).normal(size=(500, 6)) @ np.diag([1, 2, 3, 0.5, 1, 4])
+  stats = gaussian_stats(features)
+  assert frechet_distance(stats, stats) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_distance_known_values():
+  # 1-D: N(0, 1) vs N(1, 4): (0 - 1)^2 + 1 + 4 - 2 * sqrt(1 * 4) = 2.
+  one = (np.zeros(1), np.eye(1)), (np.ones(1), 4 * np.eye(1))
+  assert frechet_distance(*one) == pytest.approx(2.0)
+  # Diagonal: |mu_a - mu_b|^2 + sum (sd_a - sd_b)^2 = (1 + 4) + ((1 - 3)^2 + (2 - 2)^2) = 9.
+  diag = (np.array([0.0, 0.0]), np.diag([1.0, 4.0])), (np.array([1.0, 2.0]), np.diag([9.0, 4.0]))
+  assert frechet_distance(*diag) == pytest.approx(9.0)
+  # Non-commuting covariances: the textbook formula with a general matrix square root.
+  rng = np.random.default_rng(1)
+  a, b = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+  cov_a, cov_b, mu_a, mu_b = a @ a.T, b @ b.T, rng.normal(size=4), rng.normal(size=4)
+  expected = (np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b)
+              - 2 * np.trace(scipy.linalg.sqrtm(cov_a @ cov_b)).real)
+  assert frechet_distance((mu_a, cov_a), (mu_b, cov_b)) == pytest.approx(expected, rel=1e-6)
+  with pytest.raises(ValueError, match="different spaces"):
+    frechet_distance((np.zeros(2), np.eye(2)), (np.zeros(3), np.eye(3)))
+  with pytest.raises(ValueError, match="n >= 2"):
+    gaussian_stats(np.zeros((1, 3)))
+
+
+def test_class_coverage_counts_predicted_classes():
+  probabilities = np.array([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.2, 0.8, 0.0], [0.7, 0.3, 0.0]])
+  coverage = class_coverage(probabilities, min_fraction=0.05)
+  assert coverage["fractions"] == [0.75, 0.25, 0.0]
+  assert coverage["classes_generated"] == 2 and coverage["min_fraction"] == 0.0
+  assert not coverage["all_classes_above_min"]
+  assert coverage["mean_confidence"] == pytest.approx((0.9 + 0.6 + 0.8 + 0.7) / 4)
+
+
+def test_classifier_features_are_the_input_of_its_output_layer():
+  model = CNN(num_outputs=10, channels=(4,), kernel_sizes=(3,), pool="avg", widths=(12,))
+  images = np.random.default_rng(0).uniform(size=(7, *SHAPE)).astype(np.float32)
+  state = create_train_state(model, optax.sgd(0.1), images[:1], seed=0)
+  probabilities, features = classifier_outputs(make_classifier_outputs(model), state.params,
+                                               state.model_state, images, batch_size=4)
+  assert probabilities.shape == (7, 10) and features.shape == (7, 12)
+  head = state.params["MLP_0"]["Dense_1"]
+  np.testing.assert_allclose(jax.nn.softmax(features @ head["kernel"] + head["bias"]),
+                             probabilities, rtol=1e-4, atol=1e-6)
+  with pytest.raises(ValueError, match="at least one hidden layer"):
+    bare = CNN(num_outputs=10, channels=(4,), kernel_sizes=(3,))
+    bare_state = create_train_state(bare, optax.sgd(0.1), images[:1], seed=0)
+    classifier_outputs(make_classifier_outputs(bare), bare_state.params, bare_state.model_state,
+                       images)
+
+
+def test_bad_config_is_refused_before_training(tmp_path):
+  with pytest.raises(ValueError, match="generator_channels needs 2 entries"):
+    gan.run(dataclasses.replace(gan.smoke_config(), generator_channels=(8, 4, 2)), str(tmp_path))
+  with pytest.raises(ValueError, match="at least one seed"):
+    gan.run(dataclasses.replace(gan.smoke_config(), seeds=()), str(tmp_path))
+  assert not os.listdir(tmp_path)  # nothing written
+
+
+def _strict_json(path):
+  def refuse(constant):
+    raise ValueError(f"non-standard JSON constant {constant}")
+  with open(path) as f:
+    return json.load(f, parse_constant=refuse)
+
+
+def test_smoke_run_writes_results_reports_plots_and_checkpoints(tmp_path):
+  config = gan.smoke_config()
+  results = gan.run(config, str(tmp_path))
+  saved = _strict_json(tmp_path / "results.json")
+  assert [r["seed"] for r in saved["runs"]] == list(config.seeds)
+  ref = saved["reference"]
+  assert ref["frechet_train_test"] >= 0 and ref["frechet_noise_test"] > 0
+  for r in saved["runs"]:
+    assert r["ratio_to_floor"] == pytest.approx(r["frechet_generated_test"]
+                                                / ref["frechet_train_test"])
+    assert r["distance_target_met"] == (r["ratio_to_floor"] <= config.distance_ratio_target)
+    assert sum(r["coverage"]["fractions"]) == pytest.approx(1.0)
+    assert {"train", "val", "test", "gap"} <= set(r["discriminator"])
+  targets = saved["summary"]["targets"]
+  assert targets["all_met"] == all(r["distance_target_met"] and r["coverage_target_met"]
+                                   for r in saved["runs"])
+  for split in ("train", "val", "test"):
+    assert 0 <= saved["classifier"][split]["accuracy"] <= 1
+  assert "| mean ± std |" in (tmp_path / "results.md").read_text()
+  for path in results["plots"]:
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  for seed in config.seeds:
+    grids = sorted(os.listdir(tmp_path / "plots" / f"samples_seed{seed}"))
+    assert grids == ["step_000003.png", "step_000006.png"]
+    assert sorted(os.listdir(tmp_path / f"seed_{seed}" / "checkpoints")) == ["3", "6"]
+    assert (tmp_path / f"seed_{seed}" / "metrics.jsonl").exists()
+  assert os.listdir(tmp_path / "classifier" / "checkpoints") == [str(config.classifier_steps)]
