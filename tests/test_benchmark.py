@@ -8,10 +8,11 @@ from dl_jax.models import MLP
 from experiments import benchmark
 
 
-def test_forward_flops_of_a_dense_layer_are_its_matmul_and_bias():
-  x = np.ones((4, 5), np.float32)
-  flops = benchmark.forward_flops(MLP(widths=(), num_outputs=3), x)
-  assert 2 * 4 * 5 * 3 <= flops <= 2 * 4 * 5 * 3 + 4 * 3  # the matmul, and at most the bias adds
+def test_train_step_flops_cover_the_forward_and_weight_gradient_matmuls():
+  batch = {"x": np.ones((4, 5), np.float32), "y": np.zeros(4, np.int32)}
+  flops = benchmark.train_step_flops(MLP(widths=(), num_outputs=3), batch, 1e-3)
+  matmuls = 2 * (2 * 4 * 5 * 3)  # x W forward and x^T dL/dz for the kernel's gradient
+  assert matmuls <= flops <= matmuls + 50 * (5 * 3 + 3)  # plus a few element-wise ops per param
 
 
 def test_smoke_benchmark_times_every_case_and_writes_a_table(tmp_path):
@@ -22,9 +23,9 @@ def test_smoke_benchmark_times_every_case_and_writes_a_table(tmp_path):
     jax_figures = case["frameworks"]["jax"]
     assert len(jax_figures["window_rates"]) == config.windows
     assert jax_figures["steps_per_second"] > 0
-    expected_mfu = (jax_figures["steps_per_second"] * case["train_flops_per_step"]
+    expected_utilisation = (jax_figures["steps_per_second"] * case["train_flops_per_step"]
                     / (results["matmul_peak_gflops"] * 1e9))
-    assert jax_figures["mfu"] == pytest.approx(expected_mfu)
+    assert jax_figures["flop_utilisation"] == pytest.approx(expected_utilisation)
   assert json.load(open(tmp_path / "results.json"))["cases"].keys() == results["cases"].keys()
   assert "| mlp_512x2@128 | 669,706 | jax |" in (tmp_path / "results.md").read_text()
 
