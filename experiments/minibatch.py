@@ -9,8 +9,8 @@ examples and the full training split, for the same number of epochs, on `mnist` 
 Per batch size: test accuracy after each epoch and against training seconds (compilation
 included), the accuracy each reaches within the same wall-clock budget (the shortest run's time),
 time per step, XLA's memory for the compiled step, and gradient noise: the squared distance of
-mini-batch gradients from the full-batch gradient at the trained parameters, beside the
-(N - b) / (b (N - 1)) law it should follow.
+mini-batch gradients from the full-batch gradient at the initial parameters (the same for every
+batch size), beside the (N - b) / (b (N - 1)) law it should follow.
 
 Out of core: writes an augmented training set (shifted, rotated, elastically distorted copies of
 the 4,000 `mnist` digits, seeded) of `out_of_core_gb` GiB to a .npy file, then, in child processes
@@ -122,6 +122,9 @@ def train_batch_size(config: MinibatchConfig, dataset, model, batch_size: int) -
   loss_fn = classification_loss(model)
   train_step = make_seeds_train_step(loss_fn, steps_per_call=steps_per_call, resident_data=True)
   states = make_seeds_init(model, tx, example)(config.seeds)
+  # at the initial parameters, the same for every batch size, so the noise figures compare
+  noise = _noise(loss_fn, unstack_state(states, 0).params, dataset, batch_size,
+                 config.noise_batches)
   states, curves, _ = fit_seeds(
       states, train_step, make_seeds_eval_step(classification_metrics(model)), dataset,
       config.seeds, config.epochs * steps_per_epoch, batch_size, steps_per_epoch,
@@ -138,8 +141,7 @@ def train_batch_size(config: MinibatchConfig, dataset, model, batch_size: int) -
               (config.epochs - 1) * steps_per_epoch, 1),
           "step_memory_bytes": _step_memory(train_step, states, batch_size, steps_per_call,
                                             dataset),
-          "gradient_noise": _noise(loss_fn, unstack_state(states, 0).params, dataset, batch_size,
-                                   config.noise_batches)}
+          "gradient_noise": noise}
 
 
 def _largest_divisor_at_most(n: int, limit: int) -> int:
@@ -158,7 +160,7 @@ def _step_memory(train_step, states, batch_size: int, steps_per_call: int, datas
 
 
 def _noise(loss_fn, params, dataset, batch_size: int, num_batches: int) -> dict:
-  """Gradient noise at the trained parameters (seed 0), and the law it should follow."""
+  """Gradient noise at `params` (seed 0's), and the law it should follow."""
   grad_fn = jax.jit(jax.grad(lambda p, batch: loss_fn(p, {}, batch, {})[0]))
   n = len(dataset.train)
   noise = gradient_noise(grad_fn, params, dataset.train, batch_size,
