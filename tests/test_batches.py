@@ -113,3 +113,12 @@ def test_next_batches_equals_consecutive_batches():
   for i in range(9):
     np.testing.assert_array_equal(stacked["x"][i], next(one)["x"])
   assert many.position == one.position
+
+
+def test_reads_are_counted_as_the_large_blocks_they_can_map():
+  block = memmap.FAULT_BLOCK_BYTES
+  # 1000 neighbouring 3136-byte rows (3.1 MB) span two 2 MiB blocks; rows far apart, one each
+  assert memmap.touched_bytes(np.arange(1000), 3136) == 2 * block
+  assert memmap.touched_bytes(np.array([0, 10_000, 20_000]), 3136) == 3 * block
+  # a row longer than a block maps the blocks it covers
+  assert memmap.touched_bytes(np.array([0]), 5 * block) == 5 * block

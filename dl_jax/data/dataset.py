@@ -100,7 +100,7 @@ def _check_finite(source, split_name, x):
     return
   for start in range(0, len(x), _CHECK_ROWS):
     chunk = np.asarray(x[start:start + _CHECK_ROWS])
-    note_read(x, len(chunk))
+    note_read(x, np.arange(start, start + len(chunk)))
     bad = ~np.isfinite(chunk)
     if bad.any():
       row = start + int(np.argmax(bad.reshape(len(chunk), -1).any(axis=1)))

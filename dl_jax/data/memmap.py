@@ -8,8 +8,9 @@ the page cache and are mapped again on demand. A release and the page faults tha
 time, so it happens once per budget, not per batch. A fault can map far more than the page it
 needs: up to 64 KiB of neighbouring cached pages ("fault-around"), and on recent kernels a whole
 large folio of the page cache, up to 2 MiB (measured on Linux 6.18 / ext4: 50 random batches of 256
-rows left 2.3 GiB of a 4 GiB file resident when each row was counted as 64 KiB). So a randomly
-read row is counted as 2 MiB: a random batch then releases at once, which costs ~0.3 ms a batch.
+rows left 2.3 GiB of a 4 GiB file resident when each row was counted as 64 KiB). So a read is
+counted as every 2 MiB block of the file that its rows fall in: a random batch of rows far apart
+counts 2 MiB a row, a run of neighbouring rows only the blocks it spans.
 """
 
 import mmap
@@ -17,7 +18,7 @@ import mmap
 import numpy as np
 
 RELEASE_EVERY_BYTES = 256 * 2**20
-FAULT_AROUND_BYTES = 2 * 2**20  # the most one fault maps: a PMD-sized large folio
+FAULT_BLOCK_BYTES = 2 * 2**20  # the most one fault maps: a PMD-sized large folio
 _read_since_release: dict[int, int] = {}  # id(mapping) -> bytes touched since its last release
 
 
@@ -26,14 +27,22 @@ def _mapping(array: np.ndarray) -> mmap.mmap | None:
   return mapping if isinstance(mapping, mmap.mmap) and not mapping.closed else None
 
 
-def note_read(array: np.ndarray, rows: int) -> None:
-  """Records that `rows` rows of `array` were read; releases its pages past the budget."""
+def touched_bytes(rows: np.ndarray, row_bytes: int) -> int:
+  """What reading `rows` can map: every FAULT_BLOCK_BYTES block that holds a byte of one of them."""
+  starts = np.asarray(rows, dtype=np.int64) * row_bytes
+  first, last = starts // FAULT_BLOCK_BYTES, (starts + row_bytes - 1) // FAULT_BLOCK_BYTES
+  if row_bytes >= FAULT_BLOCK_BYTES:  # long rows: the blocks each one covers
+    return int(np.sum(last - first + 1)) * FAULT_BLOCK_BYTES
+  return len(np.unique(np.concatenate([first, last]))) * FAULT_BLOCK_BYTES  # <= 2 blocks a row
+
+
+def note_read(array: np.ndarray, rows: np.ndarray) -> None:
+  """Records that rows `rows` of `array` were read; releases its pages past the budget."""
   mapping = _mapping(array)
   if mapping is None:
     return
   row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
-  touched = rows * max(row_bytes + mmap.PAGESIZE, FAULT_AROUND_BYTES)
-  total = _read_since_release.get(id(mapping), 0) + touched
+  total = _read_since_release.get(id(mapping), 0) + touched_bytes(rows, row_bytes)
   if total >= RELEASE_EVERY_BYTES:
     mapping.madvise(mmap.MADV_DONTNEED)
     total = 0

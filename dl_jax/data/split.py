@@ -45,7 +45,7 @@ class Split:
     """
     rows = positions if self.rows is None else self.rows[positions]
     x = np.asarray(self.x[rows])
-    note_read(self.x, len(rows))
+    note_read(self.x, rows)
     if self.x_scale is not None:
       x = x.astype(np.float32) * np.float32(self.x_scale)
     elif np.issubdtype(x.dtype, np.floating):
