@@ -55,7 +55,7 @@ def test_seeds_cost_smoke_compares_stacked_seeds_with_one(tmp_path):
 
   results = seeds_cost.run(seeds_cost.smoke_config(), str(tmp_path))
   rows = results["cases"]["cnn_mnist1d@100"]
-  assert rows[1]["cost_vs_one_seed"] == 1.0 and rows[2]["seconds_per_step"] > 0
+  assert rows[2]["seconds_per_step"] > 0 and len(rows[2]["window_rates"]) == 2
   assert "| cnn_mnist1d@100 |" in (tmp_path / "results.md").read_text()
 
 
