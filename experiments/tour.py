@@ -1,0 +1,266 @@
+"""The tour: every experiment at a documented budget, then one report of claims, evidence, plots.
+
+    python -m experiments.tour                      # the main job: ~15 min on a 2-core CPU
+    python -m experiments.tour --only=activations,adversarial
+    python -m experiments.tour --full               # each experiment's own (paper-scale) budget: hours
+    python -m experiments.tour --smoke              # every experiment end to end in ~5 min
+    python -m experiments.tour --report_only --readme=README.md   # re-render from results.json
+
+Writes into --workdir: report.md, report.html (self-contained: images inlined), results.json (every
+figure, each experiment's config and seeds, package versions, device, wall times), and one
+sub-directory per experiment with that experiment's own outputs. The report opens with the claims
+table: each claim of the mission, the experiment that tests it, the measured figure (mean ± std over
+seeds), the published anchor, and a verdict computed from the numbers (experiments/tour_claims.py).
+A failing experiment does not stop the tour: the report names it and the command exits non-zero.
+"""
+
+import dataclasses
+import datetime
+import glob
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+
+import jax
+from absl import app, flags
+
+from dl_jax.config_flags import define_experiment_flags, experiment_config
+from dl_jax.report import markdown_table, markdown_to_html
+from dl_jax.train.writers import json_safe, quiet_library_logs, write_config, write_json
+from experiments import tour_generalization
+from experiments.tour_claims import judge_claims
+
+STAGES = ("minibatch", "activations", "mnist1d_table", "translate", "sparsity", "regularization",
+          "siamese", "adversarial", "gan")
+
+# The default budget: each experiment's own default config with these fields changed, chosen so
+# the whole tour takes about 15 minutes on this 2-core CPU (seconds per stage in results.json).
+DEFAULT_BUDGET = {
+    "minibatch": dict(datasets=("mnist",), batch_sizes=(8, 32, 128, 0), epochs=10,
+                      out_of_core_gb=1.0, memory_cap_gb=0.75, out_of_core_widths=(128, 128)),
+    "activations": dict(datasets=("mnist",), depths=(2, 20), activations=("sigmoid", "relu"),
+                        inits=("glorot", "he"), steps=400),
+    "mnist1d_table": dict(models=("mlp", "cnn_mnist1d", "gru_mnist1d"), steps=3000),
+    "translate": dict(num_train=10_000, encoder_size=64, decoder_size=128, steps=400,
+                      eval_every=200, checkpoint_every=400),
+    "sparsity": dict(settings=("none", "l1", "activation_l1"), steps=1000, structured_steps=500,
+                     fine_tune_steps=150, prune_sparsities=(0.5, 0.9), timing_seconds=0.05),
+    "regularization": dict(tasks=("mnist:500",), strategies=("none", "dropout=0.5",
+                                                             "dropconnect=0.5"), steps=500,
+                           num_seeds=3),
+    "siamese": dict(variants=("shared", "unshared_equal_params"), train_per_class=20, steps=500,
+                    seeds=(0, 1, 2)),
+    "adversarial": dict(trainings=("normal", "pgd"), steps=600, eps_ramp_steps=150,
+                        eval_eps=(0.1, 0.3), large_eps=(0.7,), pgd_eval_steps=(10, 40),
+                        restarts=2),
+    "gan": dict(steps=1000, seeds=(0, 1), classifier_steps=600),
+}
+# The smoke budget: each experiment's smoke config, plus what a claim needs to be judged.
+SMOKE_BUDGET = {
+    "sparsity": dict(settings=("none", "l1", "activation_l1")),
+    "regularization": dict(strategies=("none", "dropout=0.5", "dropconnect=0.5")),
+}
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "orbax-checkpoint", "numpy", "scipy",
+            "scikit-learn", "mnist1d", "mlxtend", "num2words", "matplotlib", "markdown-it-py")
+
+
+@dataclasses.dataclass(frozen=True)
+class TourConfig:
+  only: tuple[str, ...] = STAGES  # which experiments to run, in this order
+  full: bool = False  # each experiment's own default (paper-scale) config instead of the tour's
+
+
+def smoke_config() -> TourConfig:
+  return TourConfig()
+
+
+def budget_name(config: TourConfig, smoke: bool) -> str:
+  if smoke and config.full:
+    raise ValueError("--smoke and --full ask for opposite budgets; give one.")
+  return "smoke" if smoke else "full" if config.full else "default"
+
+
+def stage_config(name: str, budget: str):
+  """The config experiment `name` runs with at `budget` ('smoke', 'default' or 'full')."""
+  module = importlib.import_module(f"experiments.{name}")
+  smoke = module.smoke_config()
+  if budget == "smoke":
+    return dataclasses.replace(smoke, **SMOKE_BUDGET.get(name, {}))
+  default = type(smoke)()
+  return default if budget == "full" else dataclasses.replace(default, **DEFAULT_BUDGET[name])
+
+
+def run_stage(name: str, config, workdir: str) -> dict:
+  """Runs one experiment into workdir/<name>; a failure is recorded, not raised."""
+  module = importlib.import_module(f"experiments.{name}")
+  print(f"== tour: {name}", file=sys.stderr, flush=True)
+  start, cpu = time.perf_counter(), time.process_time()
+  record = {"config": dataclasses.asdict(config), "results": None, "error": None}
+  try:
+    record["results"] = module.run(config, os.path.join(workdir, name))
+  except Exception as error:  # the tour goes on; the report and the exit code say what failed
+    record["error"] = f"{type(error).__name__}: {error}"
+    record["traceback"] = traceback.format_exc()
+    print(record["traceback"], file=sys.stderr, flush=True)
+  record["wall_seconds"] = time.perf_counter() - start
+  record["cpu_seconds"] = time.process_time() - cpu
+  return record
+
+
+def run(config: TourConfig, workdir: str, budget: str = "default") -> dict:
+  """Runs the chosen experiments, then writes results.json, report.md and report.html."""
+  unknown = sorted(set(config.only) - set(STAGES))
+  if unknown:
+    raise ValueError(f"unknown experiments {unknown} in --only; choose from {list(STAGES)}")
+  configs = {name: stage_config(name, budget) for name in STAGES if name in config.only}
+  write_config(workdir, {"tour": dataclasses.asdict(config), "budget": budget,
+                         "stages": {n: dataclasses.asdict(c) for n, c in configs.items()}})
+  results = {"budget": budget, "tour": dataclasses.asdict(config), "environment": environment(),
+             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+             "stages": {}}
+  start = time.perf_counter()
+  for name, stage in configs.items():
+    results["stages"][name] = run_stage(name, stage, workdir)
+    results["wall_seconds"] = time.perf_counter() - start
+    write_json(os.path.join(workdir, "results.json"), results)  # nothing finished is lost
+  return write_report(results, workdir)
+
+
+def environment() -> dict:
+  """Package versions, Python, the machine and JAX's devices."""
+  def version(package):
+    try:
+      return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      return None
+  return {"packages": {p: version(p) for p in PACKAGES}, "python": platform.python_version(),
+          "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                      "cpu_count": os.cpu_count()},
+          "devices": [f"{d.platform}:{d.device_kind}" for d in jax.devices()],
+          "process_count": jax.process_count()}
+
+
+def write_report(results: dict, workdir: str) -> dict:
+  """Judges the claims, tabulates generalization, writes results.json, report.md, report.html.
+  Works on `results` as results.json stores it (keys sorted), so a re-render is identical."""
+  results = json.loads(json.dumps(json_safe(results), sort_keys=True))
+  finished = {n: s["results"] for n, s in _in_tour_order(results["stages"])
+              if s["results"] is not None}
+  results["claims"] = [dataclasses.asdict(c) | {"verdict": c.verdict}
+                       for c in judge_claims(finished)]
+  results["generalization"] = [row for name, r in finished.items()
+                               for row in tour_generalization.rows(name, r)]
+  write_json(os.path.join(workdir, "results.json"), results)
+  markdown = report_markdown(results, workdir)
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write(markdown)
+  with open(os.path.join(workdir, "report.html"), "w") as f:
+    f.write(markdown_to_html(markdown, "dl_jax tour", workdir))
+  return results
+
+
+def claims_table(results: dict) -> str:
+  """The claims table, as the report and the README show it."""
+  return markdown_table(
+      ["claim", "experiment", "measured (mean ± std over seeds)", "published anchor", "verdict",
+       "rule"],
+      [[c["claim"], c["experiment"], c["measured"], c["anchor"], f"**{c['verdict']}**", c["rule"]]
+       for c in results["claims"]])
+
+
+def report_markdown(results: dict, workdir: str) -> str:
+  """Claims, generalization, then each experiment's time, config and plots."""
+  env = results["environment"]
+  versions = ", ".join(f"{p} {env['packages'][p]}" for p in PACKAGES if env["packages"].get(p))
+  lines = ["# dl_jax tour: why deep learning works, measured", "",
+           f"Budget `{results['budget']}`, started {results['started']}, "
+           f"{results.get('wall_seconds', 0) / 60:.1f} min in all on "
+           f"{env['machine']['cpu_count']} CPU cores of {env['machine']['processor']} "
+           f"({', '.join(env['devices'])}). Python {env['python']}; {versions}.", "",
+           "## Claims", "",
+           "Verdicts are computed from the measured figures by the rule in the last column "
+           "(`experiments/tour_claims.py`); \"not supported at this budget\" may change with "
+           "`--full`.", "", claims_table(results), "",
+           "## Generalization", "",
+           "Accuracy of every model trained (mean ± std over seeds; one seed where no std is "
+           "shown as 0.0 and only one run exists).", "",
+           markdown_table(["experiment", "model", "train", "val", "test", "train − test"],
+                          results["generalization"]), ""]
+  for name, stage in _in_tour_order(results["stages"]):
+    lines += [f"## {name}", "",
+              f"`python -m experiments.{name}` at this budget: {stage['wall_seconds']:.0f} s wall, "
+              f"{stage['cpu_seconds']:.0f} s CPU. Config: `{json.dumps(stage['config'])}`", ""]
+    if stage["error"]:
+      lines += [f"**Failed**: `{stage['error']}` (traceback in results.json).", ""]
+    own = os.path.join(name, "results.md")
+    if os.path.exists(os.path.join(workdir, own)):
+      lines += [f"Its full tables: [{own}]({own}).", ""]
+    for plot in sorted(glob.glob(os.path.join(workdir, name, "plots", "*.png"))):
+      relative = os.path.relpath(plot, workdir)
+      lines += [f"![{name}: {os.path.basename(plot)}]({relative})", ""]
+  return "\n".join(lines)
+
+
+def _in_tour_order(stages: dict) -> list[tuple[str, dict]]:
+  """(name, stage) in the tour's order: results.json stores its keys sorted."""
+  return [(name, stages[name]) for name in STAGES if name in stages]
+
+
+README_BEGIN, README_END = "<!-- tour-claims:begin -->", "<!-- tour-claims:end -->"
+
+
+def update_readme(path: str, results: dict) -> None:
+  """Replaces the README's claims block (between the markers) with this tour's table."""
+  with open(path) as f:
+    text = f.read()
+  begin, end = text.find(README_BEGIN), text.find(README_END)
+  if begin < 0 or end < begin:
+    raise ValueError(f"{path} has no '{README_BEGIN}' ... '{README_END}' block to replace; add "
+                     "the two markers where the claims table belongs.")
+  block = (f"{README_BEGIN}\n{claims_table(results)}\n\nBudget `{results['budget']}`, "
+           f"{results.get('wall_seconds', 0) / 60:.1f} min, "
+           f"{results['environment']['machine']['cpu_count']} CPU cores; regenerated by "
+           f"`python -m experiments.tour --report_only --readme=README.md`.\n")
+  with open(path, "w") as f:
+    f.write(text[:begin] + block + text[end:])
+
+
+def define_flags() -> None:
+  define_experiment_flags(TourConfig, "runs/tour", help={
+      "only": f"Experiments to run, from {list(STAGES)}.",
+      "full": "Each experiment's own default (paper-scale) config: hours on a CPU."})
+  flags.DEFINE_bool("report_only", False, "Re-judge and re-render the report from the workdir's "
+                    "results.json without running anything.")
+  flags.DEFINE_string("readme", None, "Also write the claims table into this README's block.")
+
+
+def main(argv):
+  del argv
+  quiet_library_logs()
+  workdir = flags.FLAGS.workdir
+  if flags.FLAGS.report_only:
+    path = os.path.join(workdir, "results.json")
+    if not os.path.exists(path):
+      raise app.UsageError(f"--report_only needs {path}; run the tour into --workdir first.")
+    with open(path) as f:
+      results = write_report(json.load(f), workdir)
+  else:
+    config = experiment_config(TourConfig, smoke_config)
+    results = run(config, workdir, budget_name(config, flags.FLAGS.smoke))
+  if flags.FLAGS.readme:
+    update_readme(flags.FLAGS.readme, results)
+  print(claims_table(results))
+  print(f"\nreport: {os.path.join(workdir, 'report.html')}")
+  failed = [name for name, stage in results["stages"].items() if stage["error"]]
+  if failed:
+    sys.exit(f"the tour finished, but these experiments failed: {failed}; see the report.")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

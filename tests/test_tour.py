@@ -1,0 +1,197 @@
+"""The tour: verdicts follow the numbers, and the smoke tour writes a complete, valid report."""
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import html5lib
+import pytest
+
+from dl_jax.report import markdown_table, markdown_to_html
+from dl_jax.stats import exceeds
+from experiments import tour
+from experiments.tour_claims import CLAIMS, NOT_RUN, NOT_SUPPORTED, SUPPORTED, judge_claims
+
+
+def _verdict(results: dict, experiment: str, claim_start: str) -> str:
+  return next(c.verdict for c in judge_claims(results)
+              if c.experiment == experiment and c.claim.startswith(claim_start))
+
+
+def test_exceeds_needs_margin_and_two_standard_errors():
+  assert exceeds([0.9, 0.91, 0.92], [0.5, 0.51, 0.52])
+  assert not exceeds([0.5, 0.51, 0.52], [0.9, 0.91, 0.92])
+  assert not exceeds([0.9, 0.2, 0.95], [0.5, 0.51, 0.52])  # mean is higher, but noise is larger
+  assert not exceeds([0.9], [0.5], margin=0.5)
+  assert exceeds([0.9], [0.5], margin=0.3)
+
+
+def _table(cnn: list[float], mlp: list[float]) -> dict:
+  run = lambda values, params: {"num_params": params,
+                                "final": {"test": {"accuracy": {"values": values}}}}
+  return {"config": {"steps": 100},
+          "runs": {"mnist1d": {"cnn_mnist1d": run(cnn, 5210), "mlp": run(mlp, 15210)}}}
+
+
+def test_architecture_verdict_flips_with_the_numbers():
+  better = {"mnist1d_table": _table([0.93, 0.94, 0.92], [0.66, 0.65, 0.67])}
+  worse = {"mnist1d_table": _table([0.66, 0.65, 0.67], [0.93, 0.94, 0.92])}
+  assert _verdict(better, "mnist1d_table", "CNNs") == SUPPORTED
+  assert _verdict(worse, "mnist1d_table", "CNNs") == NOT_SUPPORTED
+  assert _verdict({}, "mnist1d_table", "CNNs") == NOT_RUN
+  # the GRU row needs a model that did not run: said, not crashed
+  gru = next(c for c in judge_claims(better) if c.claim.startswith("RNNs"))
+  assert gru.supported is None and "not measured" in gru.measured
+
+
+def _adversarial(pgd: float, normal: float, checks_ok: bool = True) -> dict:
+  attacked = lambda accuracy: [{"eps": {"0.3": {"pgd40": [accuracy + 0.01, accuracy]}}}]
+  return {"config": {"eval_eps": [0.1, 0.3], "pgd_eval_steps": [10, 40], "restarts": 2,
+                     "restart_eps": [0.3]},
+          "runs": {"pgd": {"attacked": attacked(pgd)}, "normal": {"attacked": attacked(normal)}},
+          "checks": {"more_steps": {"ok": checks_ok}, "below_clean": {"ok": True}}}
+
+
+def test_robustness_verdict_needs_the_margin_and_every_sanity_check():
+  assert _verdict({"adversarial": _adversarial(0.8, 0.0)}, "adversarial", "") == SUPPORTED
+  assert _verdict({"adversarial": _adversarial(0.2, 0.0)}, "adversarial", "") == NOT_SUPPORTED
+  masked = {"adversarial": _adversarial(0.8, 0.0, checks_ok=False)}
+  assert _verdict(masked, "adversarial", "") == NOT_SUPPORTED
+  claim = next(c for c in judge_claims(masked) if c.experiment == "adversarial")
+  assert "fail: more_steps" in claim.measured
+
+
+def _gan(ratios: list[float], rarest: list[float]) -> dict:
+  stat = lambda values: {"mean": sum(values) / len(values), "std": 0.0, "values": values}
+  return {"summary": {"ratio_to_floor": stat(ratios), "min_class_fraction": stat(rarest),
+                      "classes_generated": stat([10.0] * len(ratios)),
+                      "targets": {"distance_ratio_target": 5.0, "min_class_fraction": 0.05}}}
+
+
+def test_gan_verdict_holds_only_when_every_seed_meets_both_targets():
+  assert _verdict({"gan": _gan([3.0, 4.9], [0.07, 0.06])}, "gan", "") == SUPPORTED
+  assert _verdict({"gan": _gan([3.0, 5.1], [0.07, 0.06])}, "gan", "") == NOT_SUPPORTED
+  assert _verdict({"gan": _gan([3.0, 4.0], [0.07, 0.04])}, "gan", "") == NOT_SUPPORTED
+
+
+def test_markdown_table_escapes_pipes_and_html_inlines_images(tmp_path):
+  assert markdown_table(["a", "b"], [["x|y", 1]]).splitlines()[2] == "| x\\|y | 1 |"
+  png = _write_png(tmp_path / "plots" / "p.png")
+  html = markdown_to_html("# T\n\n![plot](plots/p.png)\n", "T", str(tmp_path))
+  assert f"data:image/png;base64,{base64.b64encode(png).decode()}" in html
+  with pytest.raises(FileNotFoundError, match="missing.png"):
+    markdown_to_html("![x](plots/missing.png)", "T", str(tmp_path))
+
+
+def _write_png(path) -> bytes:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  os.makedirs(path.parent, exist_ok=True)
+  plt.figure(figsize=(1, 1))
+  plt.savefig(path)
+  plt.close()
+  return path.read_bytes()
+
+
+def test_unknown_experiment_is_refused_before_anything_runs(tmp_path):
+  with pytest.raises(ValueError, match="unknown experiments \\['mnist2d'\\]"):
+    tour.run(tour.TourConfig(only=("mnist2d",)), str(tmp_path), "smoke")
+  assert not os.listdir(tmp_path)
+
+
+def test_readme_block_is_replaced_between_its_markers(tmp_path):
+  results = {"claims": [{"claim": "c", "experiment": "e", "measured": "m", "anchor": "a",
+                         "verdict": SUPPORTED, "rule": "r"}],
+             "budget": "smoke", "wall_seconds": 60.0,
+             "environment": {"machine": {"cpu_count": 2}}}
+  readme = tmp_path / "README.md"
+  readme.write_text(f"intro\n{tour.README_BEGIN}\nold table\n{tour.README_END}\noutro\n")
+  tour.update_readme(str(readme), results)
+  text = readme.read_text()
+  assert "old table" not in text and "| c | e | m | a | **supported** | r |" in text
+  assert text.startswith("intro\n") and text.endswith(f"{tour.README_END}\noutro\n")
+  readme.write_text("no markers here\n")
+  with pytest.raises(ValueError, match="no '<!-- tour-claims:begin -->'"):
+    tour.update_readme(str(readme), results)
+
+
+# ---- the smoke tour, end to end --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke_tour(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("tour"))
+  return tour.run(tour.TourConfig(), workdir, budget="smoke"), workdir
+
+
+def test_smoke_tour_runs_every_experiment_and_judges_every_claim(smoke_tour):
+  results, workdir = smoke_tour
+  assert sorted(results["stages"]) == sorted(tour.STAGES)
+  for name, stage in results["stages"].items():
+    assert stage["error"] is None, (name, stage["error"])
+    assert stage["wall_seconds"] > 0 and stage["config"]
+  assert {c["verdict"] for c in results["claims"]} <= {SUPPORTED, NOT_SUPPORTED}
+  assert {row[0] for row in results["generalization"]} == set(tour.STAGES)
+  saved = json.load(open(os.path.join(workdir, "results.json")))
+  assert saved["environment"]["packages"]["jax"] and saved["environment"]["devices"]
+  assert saved["stages"]["siamese"]["config"]["seeds"] == [0, 1]
+  assert [c["verdict"] for c in saved["claims"]] == [c["verdict"] for c in results["claims"]]
+
+
+def test_smoke_report_has_every_section_and_every_plot(smoke_tour):
+  results, workdir = smoke_tour
+  report = open(os.path.join(workdir, "report.md")).read()
+  headings = re.findall(r"^## (.+)$", report, flags=re.M)
+  assert headings == ["Claims", "Generalization", *tour.STAGES]
+  for claim in results["claims"]:
+    assert claim["claim"] in report
+  plots = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
+  assert len(plots) >= len(tour.STAGES) - 1  # translate draws none
+  assert all(os.path.isfile(os.path.join(workdir, p)) for p in plots)
+
+
+def test_smoke_report_html_is_valid_and_self_contained(smoke_tour):
+  _, workdir = smoke_tour
+  html = open(os.path.join(workdir, "report.html")).read()
+  html5lib.HTMLParser(strict=True).parse(html)  # raises on any HTML5 parse error
+  sources = re.findall(r'<img src="([^"]+)"', html)
+  report = open(os.path.join(workdir, "report.md")).read()
+  assert len(sources) == len(re.findall(r"!\[", report)) > 0
+  for src in sources:
+    assert src.startswith("data:image/png;base64,")
+    assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (CI "
+                    "installs it from Debian's packages)")
+def test_smoke_report_opens_in_a_headless_browser_with_every_image_decoded(smoke_tour, tmp_path):
+  _, workdir = smoke_tour
+  html = open(os.path.join(workdir, "report.html")).read()
+  probe = ("<script>window.addEventListener('load', () => {"
+           "document.body.dataset.images = document.images.length;"
+           "document.body.dataset.broken = [...document.images].filter("
+           "i => !i.complete || i.naturalWidth === 0).length; });</script>")
+  page = tmp_path / "probe.html"
+  page.write_text(html.replace("</body>", probe + "</body>"))
+  shown = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                          "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+  assert shown.returncode == 0, shown.stderr[-2000:]
+  body = re.search(r'<body data-images="(\d+)" data-broken="(\d+)"', shown.stdout)
+  assert body, shown.stdout[:500]
+  assert int(body[1]) == html.count("<img ") and int(body[2]) == 0
+  assert "Uncaught" not in shown.stderr
+
+
+def test_report_only_rejudges_the_saved_results_identically(smoke_tour, tmp_path):
+  results, workdir = smoke_tour
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+  saved = json.load(open(copy / "results.json"))
+  rejudged = tour.write_report(saved, str(copy))
+  assert rejudged["claims"] == json.loads(json.dumps(results["claims"]))
+  assert (copy / "report.md").read_text() == open(os.path.join(workdir, "report.md")).read()
+
