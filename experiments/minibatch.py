@@ -17,9 +17,10 @@ the 4,000 `mnist` digits, seeded) of `out_of_core_gb` GiB to a .npy file, then, 
 whose data segment is capped at `memory_cap_gb` GiB (RLIMIT_DATA, `ulimit -d`: it limits the
 memory a process allocates, not the file pages it maps), (1) loads the whole array, which fails,
 and (2) trains on it in mini-batches read from the memory map with `experiments.train`, which
-completes; its peak resident memory and the share of its time spent reading batches are
-reported (experiments.run_capped sets the cap). The same model trained for the same number of
-steps on the plain 4,000 digits gives the accuracy the augmentation is compared with.
+completes; its peak resident memory and the share of its time spent waiting for batches (read
+ahead by a background thread, `dl_jax.data.prefetch`) are reported (experiments.run_capped sets
+the cap). The same model trained for the same number of steps on the plain 4,000 digits gives
+the accuracy the augmentation is compared with.
 """
 
 import dataclasses
@@ -277,7 +278,7 @@ def _out_of_core_lines(r: dict) -> list[str]:
            f"disk, data segment capped at {gib(r['memory_cap_bytes'])}", "",
            f"- loading the whole array: exit status {r['load_whole']['returncode']}: "
            f"{r['load_whole']['error']}", "",
-           "| training data | exit | wall s | steps/s | time reading batches | peak RSS "
+           "| training data | exit | wall s | steps/s | time waiting for batches | peak RSS "
            "| test acc |", "|---|---|---|---|---|---|---|"]
   runs = (("augmented", "augmented, memory-mapped"), ("plain", "4,000 digits, in memory"))
   for name, label in runs:

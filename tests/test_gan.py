@@ -15,7 +15,9 @@ from dl_jax.data import Split, make_dataset
 from dl_jax.gan import (Discriminator, Generator, class_coverage, classifier_outputs,
                         discriminator_metrics, frechet_distance, gaussian_stats, init_gan_state,
                         latent_noise, make_classifier_outputs, make_gan_step, step_keys)
+from dl_jax.gan.ema import ema_decay_at
 from dl_jax.gan.losses import discriminator_loss, generator_loss
+from dl_jax.gan.state import generate, generator_variables
 from dl_jax.models.cnn import CNN
 from dl_jax.train import FitConfig, create_train_state, fit, make_eval_step
 from experiments import gan
@@ -33,6 +35,7 @@ class TinyGAN:
       TinyGAN.generator, TinyGAN.discriminator, optax.adam(1e-3), optax.adam(1e-3), LATENT, SHAPE,
       root))
   step = make_gan_step(generator, discriminator, LATENT)
+  step_no_average = make_gan_step(generator, discriminator, LATENT, ema_decay=0.0)
 
   @classmethod
   def init(cls, seed: int = 0):
@@ -93,6 +96,47 @@ def test_gan_step_updates_both_players_and_batch_statistics():
   assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
+def test_generator_average_follows_the_ema_rule_with_warm_up():
+  assert float(ema_decay_at(0, 0.999)) == pytest.approx(0.1)  # forgets the initial weights
+  assert float(ema_decay_at(90, 0.999)) == pytest.approx(0.91)
+  assert float(ema_decay_at(20_000, 0.999)) == pytest.approx(0.999)
+  state = TinyGAN.init().replace(step=jnp.asarray(40, jnp.int32))
+  before = jax.device_get(state.generator_ema)
+  after, _ = TinyGAN.step(state, _real_batch())
+  decay = 41 / 50  # (1 + step) / (10 + step) at step 40, below 0.999
+  expected = jax.tree_util.tree_map(lambda a, n: decay * a + (1 - decay) * n, before,
+                                    jax.device_get(generator_variables(after.generator)))
+  chex.assert_trees_all_close(after.generator_ema, expected, rtol=1e-5, atol=1e-7)
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(before),
+                          jax.tree_util.tree_leaves(after.generator_ema)):
+    assert not np.array_equal(a, b), f"average {jax.tree_util.keystr(path)} did not move"
+  # Decay 0: the average is exactly the last weights and batch statistics.
+  zero, _ = TinyGAN.step_no_average(TinyGAN.init(), _real_batch())
+  chex.assert_trees_all_equal(zero.generator_ema, generator_variables(zero.generator))
+
+
+def test_samples_come_from_the_weight_average_unless_asked_otherwise():
+  state = TinyGAN.init()
+  for _ in range(3):
+    state, _ = TinyGAN.step(state, _real_batch())
+  z = latent_noise(jax.random.PRNGKey(2), 4, LATENT)
+  generator = TinyGAN.generator
+  averaged = generator.apply(state.generator_ema, z)
+  last = generator.apply(generator_variables(state.generator), z)
+  assert not np.allclose(averaged, last)
+  np.testing.assert_array_equal(generate(generator, state, z), averaged)
+  np.testing.assert_array_equal(generate(generator, state, z, averaged=False), last)
+  # The experiment's jitted sampler (grids and the judged samples) defaults to the average too.
+  config = dataclasses.replace(gan.smoke_config(), latent_dim=LATENT,
+                               generator_channels=generator.channels,
+                               discriminator_channels=TinyGAN.discriminator.channels)
+  split = Split(np.zeros((4, *SHAPE), np.float32), np.zeros(4, np.int32))
+  dataset = make_dataset("tiny", "test", split, split, num_classes=1)
+  sample = gan.make_parts(config, dataset).sample
+  np.testing.assert_allclose(sample(state, z), averaged, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(sample(state, z, averaged=False), last, rtol=1e-5, atol=1e-6)
+
+
 def test_rng_streams_are_distinct_and_fresh_every_step():
   root = jax.random.PRNGKey(0)
   keys = [np.asarray(key).tobytes()
@@ -129,13 +173,14 @@ def test_gan_state_checkpoints_and_resumes_bit_identically(tmp_path):
   def train(steps, workdir):
     config = FitConfig(num_steps=steps, batch_size=8, eval_every=steps, log_every=1,
                        checkpoint_every=1)
-    return fit(TinyGAN.init(), TinyGAN.step, eval_step, dataset, config, str(workdir))[1]
+    return fit(TinyGAN.init(), TinyGAN.step, eval_step, dataset, config, str(workdir))
 
   train(2, tmp_path / "resumed")
-  resumed = train(4, tmp_path / "resumed")
-  straight = train(4, tmp_path / "straight")
+  resumed_state, resumed = train(4, tmp_path / "resumed")
+  straight_state, straight = train(4, tmp_path / "straight")
   assert resumed["resumed_from_step"] == 2
   assert resumed["params_fingerprint"] == straight["params_fingerprint"]
+  chex.assert_trees_all_equal(resumed_state.generator_ema, straight_state.generator_ema)
 
 
 def test_frechet_distance_of_a_gaussian_with_itself_is_zero():

@@ -4,15 +4,17 @@ Step s draws keys from fold_in(root, s): stream 'gen' for the latent codes and '
 discriminator's dropout (one key for its update, a different one for the generator's). The
 generator runs forward once: its samples train the discriminator (as constants), and the
 generator's gradient is pulled back through the same forward pass (`jax.vjp`) from the *updated*
-discriminator, as in alternating GAN training.
+discriminator, as in alternating GAN training. Last, the generator's weight average moves
+towards its new variables (dl_jax.gan.ema).
 """
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from dl_jax.gan.ema import ema_decay_at, ema_update
 from dl_jax.gan.losses import discriminator_loss, generator_loss
-from dl_jax.gan.state import GANState, latent_noise
+from dl_jax.gan.state import GANState, generator_variables, latent_noise
 from dl_jax.train.rng import step_rngs
 
 GAN_STREAMS = ("gen", "dropout")
@@ -26,10 +28,11 @@ def step_keys(root: jax.Array, step: jax.Array) -> dict[str, jax.Array]:
   return {"gen": rngs["gen"], "d_dropout": d_dropout, "g_dropout": g_dropout}
 
 
-def gan_step_fn(generator, discriminator, latent_dim: int):
+def gan_step_fn(generator, discriminator, latent_dim: int, ema_decay: float = 0.999):
   """The un-jitted `gan_step(state, batch) -> (new_state, metrics)`, to jit or vmap over seeds.
 
-  `batch['x']` holds real images [batch, H, W, C]; labels are ignored. Metrics: both losses,
+  `batch['x']` holds real images [batch, H, W, C]; labels are ignored. `ema_decay` is the
+  generator weight average's decay (0: the average is the last weights). Metrics: both losses,
   the mean D(x) and D(G(z)), and each player's gradient and parameter norms.
   """
 
@@ -69,14 +72,18 @@ def gan_step_fn(generator, discriminator, latent_dim: int):
                "d_grad_norm": optax.tree.norm(d_grads), "g_grad_norm": optax.tree.norm(g_grads),
                "d_param_norm": optax.tree.norm(d_state.params),
                "g_param_norm": optax.tree.norm(g_state.params)}
-    new_state = state.replace(step=state.step + 1, generator=g_state, discriminator=d_state)
+    ema = ema_update(state.generator_ema, generator_variables(g_state),
+                     ema_decay_at(state.step, ema_decay))
+    new_state = state.replace(step=state.step + 1, generator=g_state, discriminator=d_state,
+                              generator_ema=ema)
     return new_state, metrics
 
   return gan_step
 
 
-def make_gan_step(generator, discriminator, latent_dim: int, vmap_seeds: bool = False):
+def make_gan_step(generator, discriminator, latent_dim: int, ema_decay: float = 0.999,
+                  vmap_seeds: bool = False):
   """`gan_step_fn` jitted with the state donated; `vmap_seeds` steps states stacked over seeds
   (batches stacked [seeds, batch, ...])."""
-  step = gan_step_fn(generator, discriminator, latent_dim)
+  step = gan_step_fn(generator, discriminator, latent_dim, ema_decay)
   return jax.jit(jax.vmap(step) if vmap_seeds else step, donate_argnums=0)

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from dl_jax.data import BatchIterator, Dataset
+from dl_jax.data.prefetch import Prefetcher
 from dl_jax.train.checkpoint import Checkpointer
 from dl_jax.train.evaluate import evaluate
 from dl_jax.train.parallel import DataParallel
@@ -34,6 +35,7 @@ class FitConfig:
   eval_batch_size: int = 1000
   train_eval_examples: int = 10_000  # periodic train figures use this fixed subset of train
   drop_remainder: bool = True
+  prefetch: int = 2  # batches a background thread reads ahead; 0: read each in the loop
 
 
 class NonFiniteError(FloatingPointError):
@@ -62,17 +64,19 @@ def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitC
     resumed_from = int(state.step)
   log.truncate_after(resumed_from or 0)  # lines a killed run logged after its last checkpoint
   state = parallel.put_state(state)
-  batches = BatchIterator(dataset.train, config.batch_size, config.seed, config.drop_remainder,
-                          position=tuple(record["position"]), shard=parallel.process_shard)
   evaluate_split = functools.partial(evaluate, eval_step, batch_size=config.eval_batch_size,
                                      place=parallel.put_replicated)
   train_probe = _train_probe(dataset, config)
   step, pending = int(state.step), []
   progress = Progress(config.num_steps, step)
   timer = _StepTimer(step)
+  batches = Prefetcher(
+      BatchIterator(dataset.train, config.batch_size, config.seed, config.drop_remainder,
+                    position=tuple(record["position"]), shard=parallel.process_shard),
+      config.prefetch, count=config.num_steps - step, place=parallel.put_batch)
   try:
     while step < config.num_steps and not record["stopped_early"]:
-      batch = timer.timed_data(lambda: parallel.put_batch(next(batches)))
+      batch = timer.timed_data(lambda: next(batches))
       state, metrics = train_step(state, batch)
       step += 1
       pending.append((step, metrics))
@@ -96,6 +100,7 @@ def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitC
         record["position"] = list(batches.position)
         checkpoints.save(step, state, record)
   finally:
+    batches.close()
     progress.close()
     checkpoints.close()
   train_seconds = timer.seconds()
@@ -178,7 +183,7 @@ def _track_best(record: dict, val_accuracy: float, step: int, state, best: Check
 
 
 class _SingleDevice:
-  """The default placement: arrays stay where JAX puts them; one process reads whole batches."""
+  """The default placement: JAX's default device; one process reads whole batches."""
 
   process_shard = (0, 1)
 
@@ -189,7 +194,7 @@ class _SingleDevice:
     return state
 
   def put_batch(self, batch):
-    return batch
+    return jax.device_put(batch)  # in the prefetch thread: the copy overlaps the running step
 
   def put_replicated(self, arrays):
     return arrays
@@ -197,7 +202,8 @@ class _SingleDevice:
 
 class _StepTimer:
   """Separates the first step (compilation included) from the steady-state rate, and counts the
-  time the loop spends reading and placing batches (while the previous step may still run)."""
+  time the loop waits for its next batch: reading and placing it, or, with a prefetch thread,
+  only what that thread has not read yet."""
 
   def __init__(self, start_step: int):
     self.start_step, self.t0 = start_step, time.perf_counter()
