@@ -1,6 +1,6 @@
 """Training throughput of dl_jax against PyTorch (eager and torch.compile) on this machine.
 
-    python -m experiments.benchmark                  # every case below, ~5 min on 2 cores
+    python -m experiments.benchmark                  # every case below; 22 min on a loaded machine
     python -m experiments.benchmark --smoke          # seconds
     pip install -e '.[bench]'                        # adds the pinned CPU build of PyTorch
 
@@ -11,7 +11,13 @@ step itself; the input pipeline is measured elsewhere. Figures per framework: th
 after `warmup_steps`), and FLOP utilisation: the FLOPs of one training step (XLA's cost analysis
 of the compiled dl_jax step: forward, backward and Adam) per second, over this machine's fp32
 matmul peak measured here (the best of jitted JAX and numpy).
+Time to a target test accuracy, for the cases that name one: each framework trains from its own
+initialization (same seed) on the same batches in the same seeded order (dl_jax's BatchIterator)
+until the test accuracy, checked every `target_eval_every` steps, reaches the case's target.
+Seconds count training only (compilation included, evaluation excluded).
 Without PyTorch installed the torch columns say so and the jax figures are still measured.
+The load average before and after the run is recorded: other work on the machine slows PyTorch's
+OpenMP threads far more than XLA's, so only a quiet run compares the frameworks fairly.
 """
 
 import dataclasses
@@ -28,7 +34,7 @@ import optax
 from absl import app, flags
 
 from dl_jax.config_flags import define_experiment_flags, experiment_config
-from dl_jax.data import load_dataset
+from dl_jax.data import BatchIterator, load_dataset
 from dl_jax.models import make_model
 from dl_jax.train import classification_loss, count_params, create_train_state, make_train_step
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
@@ -45,18 +51,24 @@ class Case:
   batch_size: int
   torch_model: str
   torch_args: tuple = ()
+  target_accuracy: float | None = None  # test accuracy for the time-to-target race
 
 
+# Test accuracies each model reaches within a few hundred steps (Adam 1e-3) in either framework.
+TARGETS = {"cnn_flax_mnist": 0.95, "mlp": 0.93, "cnn_mnist1d": 0.50, "gru_mnist1d": 0.40}
 MLP_512 = (("widths", (512, 512)), ("activation", "relu"), ("dropout_rate", 0.0),
            ("residual", False))
 CASES = {
-    "cnn_flax_mnist@128": Case("cnn_flax_mnist", (), "mnist", 128, "flax_mnist_cnn"),
+    "cnn_flax_mnist@128": Case("cnn_flax_mnist", (), "mnist", 128, "flax_mnist_cnn",
+                               target_accuracy=TARGETS["cnn_flax_mnist"]),
     "mlp_512x2@128": Case("mlp", MLP_512, "mnist", 128, "mlp",
-                          ((512, 512), 784)),
+                          ((512, 512), 784), target_accuracy=TARGETS["mlp"]),
     "mlp_512x2@1024": Case("mlp", MLP_512, "mnist", 1024, "mlp",
                            ((512, 512), 784)),
-    "cnn_mnist1d@100": Case("cnn_mnist1d", (), "mnist1d", 100, "mnist1d_cnn"),
-    "gru_mnist1d@100": Case("gru_mnist1d", (), "mnist1d", 100, "mnist1d_gru"),
+    "cnn_mnist1d@100": Case("cnn_mnist1d", (), "mnist1d", 100, "mnist1d_cnn",
+                            target_accuracy=TARGETS["cnn_mnist1d"]),
+    "gru_mnist1d@100": Case("gru_mnist1d", (), "mnist1d", 100, "mnist1d_gru",
+                            target_accuracy=TARGETS["gru_mnist1d"]),
 }
 
 
@@ -71,18 +83,23 @@ class BenchmarkConfig:
   learning_rate: float = 1e-3
   peak_matmul_size: int = 2048
   seed: int = 0
+  target_max_steps: int = 2000  # the time-to-target race gives up here
+  target_eval_every: int = 25
+  target_scale: float = 1.0  # multiplies every case's target accuracy (smoke: an easy target)
 
 
 def smoke_config() -> BenchmarkConfig:
   return BenchmarkConfig(cases=("mlp_512x2@128", "cnn_mnist1d@100"), frameworks=("jax",),
                          warmup_steps=2, windows=2, steps_per_window=3, num_batches=2,
-                         peak_matmul_size=256)
+                         peak_matmul_size=256, target_max_steps=30, target_eval_every=10,
+                         target_scale=0.3)
 
 
 def run(config: BenchmarkConfig, workdir: str) -> dict:
   """Times every case under every framework; writes results.json and results.md."""
   _check(config)
   write_config(workdir, dataclasses.asdict(config))
+  load_before = os.getloadavg()[0]
   peak = measure_matmul_peak(config.peak_matmul_size)
   results = {"config": dataclasses.asdict(config), "machine": machine_description(),
              "matmul_peak_gflops": peak / 1e9, "torch": _torch_version(), "cases": {}}
@@ -93,20 +110,48 @@ def run(config: BenchmarkConfig, workdir: str) -> dict:
     flops = train_step_flops(model, batches[0], config.learning_rate)
     figures = {"train_flops_per_step": flops, "frameworks": {}}
     for framework in config.frameworks:
-      step = _framework_step(framework, case, model, batches, config)
-      figures["frameworks"][framework] = (
-          {"skipped": "PyTorch is not installed (pip install -e '.[bench]')"} if step is None
-          else time_steps(step, case.batch_size, config, flops, peak))
+      figures["frameworks"][framework] = _measure(framework, case, model, batches, config, flops,
+                                                  peak)
     figures["num_params"] = count_params(
         create_train_state(model, optax.sgd(0.0), batches[0]["x"], 0).params)
     results["cases"][name] = figures
-    print(f"{name}: " + ", ".join(f"{fw} {r['steps_per_second']:.1f} steps/s"
-                                  for fw, r in figures["frameworks"].items() if "skipped" not in r),
+    print(f"{name}: " + ", ".join(_summary(fw, r) for fw, r in figures["frameworks"].items()),
           flush=True)
+  results["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
   write_json(os.path.join(workdir, "results.json"), results)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(markdown_table(results) + "\n")
   return results
+
+
+def _measure(framework: str, case: Case, model, batches: list[dict], config: BenchmarkConfig,
+             flops: float, peak: float) -> dict:
+  """Throughput on resident batches, then (where the case has a target) the time-to-target race,
+  each from a fresh initialization."""
+  trainer = _trainer(framework, case, model, batches[0]["x"], config)
+  if trainer is None:
+    return {"skipped": "PyTorch is not installed (pip install -e '.[bench]')"}
+  prepared = [trainer.prepare(b) for b in batches]
+  figures = time_steps(lambda i: trainer.train(prepared[i % len(prepared)]), case.batch_size,
+                       config, flops, peak)
+  if case.target_accuracy is not None:
+    figures["to_target"] = time_to_target(
+        _trainer(framework, case, model, batches[0]["x"], config), case, config)
+  return figures
+
+
+def _summary(framework: str, figures: dict) -> str:
+  if "skipped" in figures:
+    return f"{framework} skipped"
+  race = figures.get("to_target")
+  reached = "" if race is None else f" ({_race_text(race)})"
+  return f"{framework} {figures['steps_per_second']:.1f} steps/s{reached}"
+
+
+def _race_text(race: dict) -> str:
+  if race["reached"]:
+    return f"{100 * race['target']:.0f}% in {race['seconds']:.1f} s / {race['steps']} steps"
+  return f"{100 * race['target']:.0f}% not reached in {race['steps']} steps"
 
 
 def _check(config: BenchmarkConfig) -> None:
@@ -146,6 +191,26 @@ def train_step_flops(model, batch: dict, learning_rate: float) -> float:
   return float(analysis["flops"])
 
 
+def time_to_target(trainer: "Trainer", case: Case, config: BenchmarkConfig) -> dict:
+  """Train on the seeded batch order until test accuracy reaches the case's target (scaled by
+  `target_scale`), evaluating every `target_eval_every` steps; seconds exclude evaluation."""
+  data = load_dataset(case.dataset)
+  test = data.test.gather(np.arange(len(data.test)))
+  target = case.target_accuracy * config.target_scale
+  batches = BatchIterator(data.train, case.batch_size, config.seed)
+  seconds, accuracy, steps = 0.0, 0.0, 0
+  while steps < config.target_max_steps and accuracy < target:
+    start = time.perf_counter()
+    for _ in range(config.target_eval_every):
+      out = trainer.train(trainer.prepare(next(batches)))
+    out.block()
+    seconds += time.perf_counter() - start
+    steps += config.target_eval_every
+    accuracy = trainer.accuracy(test)
+  return {"target": target, "reached": accuracy >= target, "steps": steps, "seconds": seconds,
+          "test_accuracy": accuracy}
+
+
 def time_steps(step: Callable[[int], "Blocking"], batch_size: int, config: BenchmarkConfig,
                flops_per_step: float, peak: float) -> dict:
   """First step (compilation included), then the median of timed windows after warm-up.
@@ -180,29 +245,41 @@ class Blocking:
     self.block = wait
 
 
-def _framework_step(framework: str, case: Case, model, batches: list[dict],
-                    config: BenchmarkConfig):
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+  """One framework training one model: `prepare` moves a numpy batch to the framework, `train`
+  takes one step on it (returning a Blocking), `accuracy` is the model's on a numpy split."""
+  prepare: Callable[[dict], object]
+  train: Callable[[object], Blocking]
+  accuracy: Callable[[dict], float]
+
+
+def _trainer(framework: str, case: Case, model, example_x: np.ndarray,
+             config: BenchmarkConfig) -> Trainer | None:
   if framework == "jax":
-    return _jax_step(model, batches, config)
-  return _torch_step(case, batches, compiled=framework == "torch_compile", config=config)
+    return _jax_trainer(model, example_x, config)
+  return _torch_trainer(case, compiled=framework == "torch_compile", config=config)
 
 
-def _jax_step(model, batches: list[dict], config: BenchmarkConfig):
+def _jax_trainer(model, example_x: np.ndarray, config: BenchmarkConfig) -> Trainer:
   """dl_jax's jitted, donated train step on device-resident batches."""
-  state = create_train_state(model, optax.adam(config.learning_rate), batches[0]["x"],
-                             config.seed)
+  holder = {"state": create_train_state(model, optax.adam(config.learning_rate), example_x,
+                                        config.seed)}
   train_step = make_train_step(classification_loss(model))
-  device_batches = [jax.device_put(b) for b in batches]
-  holder = {"state": state}
+  predict = jax.jit(lambda state, x: jnp.argmax(
+      model.apply({"params": state.params, **state.model_state}, x, train=False), -1))
 
-  def step(i: int) -> Blocking:
-    holder["state"], metrics = train_step(holder["state"], device_batches[i % len(batches)])
+  def train(batch) -> Blocking:
+    holder["state"], metrics = train_step(holder["state"], batch)
     return Blocking(lambda: jax.block_until_ready(metrics["loss"]))
 
-  return step
+  def accuracy(split: dict) -> float:
+    return float(np.mean(np.asarray(predict(holder["state"], split["x"])) == split["y"]))
+
+  return Trainer(jax.device_put, train, accuracy)
 
 
-def _torch_step(case: Case, batches: list[dict], compiled: bool, config: BenchmarkConfig):
+def _torch_trainer(case: Case, compiled: bool, config: BenchmarkConfig) -> Trainer | None:
   """The same model in PyTorch, eager or torch.compile'd; None when torch is not installed."""
   try:
     import torch
@@ -213,13 +290,20 @@ def _torch_step(case: Case, batches: list[dict], compiled: bool, config: Benchma
   torch.manual_seed(config.seed)
   model = getattr(torch_reference, case.torch_model)(*case.torch_args)
   train_step = torch_reference.make_train_step(model, config.learning_rate, compiled)
-  tensors = [(torch.from_numpy(b["x"]), torch.from_numpy(b["y"]).long()) for b in batches]
 
-  def step(i: int) -> Blocking:
-    loss = train_step(*tensors[i % len(tensors)])
+  def prepare(batch: dict):
+    return torch.from_numpy(batch["x"]), torch.from_numpy(batch["y"]).long()
+
+  def train(batch) -> Blocking:
+    loss = train_step(*batch)
     return Blocking(loss.item)  # CPU ops run synchronously; .item() marks the step's end
 
-  return step
+  def accuracy(split: dict) -> float:
+    with torch.no_grad():
+      predictions = model(torch.from_numpy(split["x"])).argmax(-1).numpy()
+    return float(np.mean(predictions == split["y"]))
+
+  return Trainer(prepare, train, accuracy)
 
 
 def _torch_version() -> str | None:
@@ -237,8 +321,10 @@ def machine_description() -> dict:
 
 def markdown_table(results: dict) -> str:
   """steps/s, examples/s, first step and FLOP utilisation per case and framework; jax / others."""
+  load = results["load_average"]
   rows = [f"fp32 matmul peak measured: {results['matmul_peak_gflops']:.0f} GFLOP/s; "
-          f"torch: {results['torch'] or 'not installed'}", "",
+          f"torch: {results['torch'] or 'not installed'}; load average {load['before']:.1f} "
+          f"before, {load['after']:.1f} after", "",
           "| case | params | framework | steps/s | examples/s | first step (s) | FLOP util. "
           "| jax / this |",
           "|---|---|---|---|---|---|---|---|"]
@@ -253,7 +339,24 @@ def markdown_table(results: dict) -> str:
       rows.append(f"| {name} | {case['num_params']:,} | {framework} | {r['steps_per_second']:.1f} "
                   f"| {r['examples_per_second']:,.0f} | {r['first_step_seconds']:.2f} "
                   f"| {100 * r['flop_utilisation']:.1f}% | {ratio} |")
-  return "\n".join(rows)
+  return "\n".join(rows + _race_rows(results))
+
+
+def _race_rows(results: dict) -> list[str]:
+  """Time to the target test accuracy per case and framework, where the case has a target."""
+  rows = ["", "| case | target test acc. | framework | seconds | steps | test acc. | jax / this |",
+          "|---|---|---|---|---|---|---|"]
+  for name, case in results["cases"].items():
+    races = {fw: r["to_target"] for fw, r in case["frameworks"].items() if "to_target" in r}
+    jax_race = races.get("jax")
+    for framework, race in races.items():
+      ratio = (f"{race['seconds'] / jax_race['seconds']:.2f}x"
+               if jax_race and jax_race["reached"] and race["reached"] else "-")
+      seconds = (f"{race['seconds']:.1f}" if race["reached"]
+                 else f"not reached ({race['seconds']:.1f})")
+      rows.append(f"| {name} | {100 * race['target']:.0f}% | {framework} | {seconds} "
+                  f"| {race['steps']} | {100 * race['test_accuracy']:.1f}% | {ratio} |")
+  return rows if len(rows) > 3 else []
 
 
 def define_flags() -> None:

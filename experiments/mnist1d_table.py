@@ -1,10 +1,11 @@
 """The MNIST-1D benchmark table (Greydanus 2020), reproduced and timed.
 
-    python -m experiments.mnist1d_table            # 5 models x {normal, shuffled} x 5 seeds
+    python -m experiments.mnist1d_table            # 5 models x {normal, shuffled} x 10 seeds
     python -m experiments.mnist1d_table --smoke
 
 Each paper model is trained with the paper's recipe (Adam, lr 1e-2, batch 100, 6000 steps, no
-weight decay), all seeds at once under `jax.vmap`, on the normal and the shuffled-sequence data.
+weight decay), all seeds at once under `jax.vmap`, on the normal and the shuffled-sequence data;
+each model compiles once, and its shuffled-data row (marked *) reuses the compiled programs.
 Expected test accuracy (paper README): logistic 32%, MLP 68%, CNN 94%, GRU 91%; shuffling the time
 steps should cost the CNN and GRU most of their edge over the MLP. Beyond the paper,
 `cnn_mnist1d_bn` (5,986 parameters, its recipe in RECIPES) should beat human accuracy (95.8%).
@@ -13,6 +14,7 @@ steps should cost the CNN and GRU most of their edge over the MLP. Beyond the pa
 import dataclasses
 import os
 import time
+from typing import Callable
 
 import jax
 import numpy as np
@@ -44,11 +46,11 @@ RECIPES = {"cnn_mnist1d_bn": dict(optimizer="adamw", schedule="warmup_cosine", w
 class TableConfig:
   models: tuple[str, ...] = (*PAPER, *RECIPES)
   datasets: tuple[str, ...] = ("mnist1d", "mnist1d_shuffled")
-  num_seeds: int = 5
+  num_seeds: int = 10  # per seed, 10 vmapped seeds cost less than 5 (compilation shared)
   steps: int = 6000
   batch_size: int = 100
   learning_rate: float = 1e-2
-  eval_every: int = 250
+  eval_every: int = 500  # every evaluation runs 5,000 examples per seed (the paper's: 250)
   val_fraction: float = 0.0  # the paper trains on all 4000 and selects nothing: no validation
   seed_mode: str = "vmap"  # or "sequential": one compiled step per seed, one seed after another
   steps_per_call: int = 50  # training steps per jitted call (a lax.scan); must divide eval_every
@@ -61,31 +63,49 @@ def smoke_config() -> TableConfig:
 
 
 def make_optimizer(name: str, config: TableConfig) -> optax.GradientTransformation:
-  """The paper's recipe (Adam, constant lr), or the model's own from RECIPES."""
+  """The paper's recipe (Adam, constant lr), or the model's own from RECIPES. The update runs on
+  all parameters flattened into one vector (`optax.flatten`): the same elementwise arithmetic in a
+  few fused operations instead of a few per parameter array (CNN, 5 seeds, quiet-ish CPU: train
+  step compiles in 1.5 s instead of 2.1 s and runs ~10% faster)."""
   recipe = {**PAPER_RECIPE, **RECIPES.get(name, {})}
   schedule = optim.make_schedule(recipe["schedule"], config.learning_rate, config.steps,
                                  recipe["warmup_steps"])
-  return optim.make_optimizer(recipe["optimizer"], schedule, weight_decay=recipe["weight_decay"])
+  return optax.flatten(optim.make_optimizer(recipe["optimizer"], schedule,
+                                            weight_decay=recipe["weight_decay"]))
 
 
-def train_model(name: str, dataset, config: TableConfig) -> dict:
-  """All seeds of one model on one dataset; returns its figures, curves and timings."""
+@dataclasses.dataclass(frozen=True)
+class Programs:
+  """One model's jitted init, train and eval steps. Built once per model and shared by every
+  dataset of the same shapes, so the shuffled-data run reuses the compiled programs."""
+  init: Callable
+  train_step: Callable
+  eval_step: Callable
+
+
+def make_programs(name: str, dataset, config: TableConfig) -> Programs:
   model = make_model(name, dataset.num_classes, **MODEL_OPTIONS.get(name, {}))
-  example = dataset.train.gather([0])["x"]
-  init = make_seeds_init(model, make_optimizer(name, config), example)  # compiled once per model
+  example = dataset.train.gather([0])["x"]  # shapes only: the initialization ignores its values
+  return Programs(
+      init=make_seeds_init(model, make_optimizer(name, config), example),
+      train_step=make_seeds_train_step(classification_loss(model),
+                                       steps_per_call=config.steps_per_call,
+                                       resident_data=config.resident_data),
+      eval_step=make_seeds_eval_step(classification_metrics(model)))
+
+
+def train_model(programs: Programs, dataset, config: TableConfig) -> dict:
+  """All seeds of one model on one dataset; returns its figures, curves and timings (the wall
+  time includes compilation when `programs` have not run before)."""
   seeds = list(range(config.num_seeds))
   groups = [seeds] if config.seed_mode == "vmap" else [[s] for s in seeds]
-  train_step = make_seeds_train_step(classification_loss(model),
-                                     steps_per_call=config.steps_per_call,
-                                     resident_data=config.resident_data)
-  eval_step = make_seeds_eval_step(classification_metrics(model))
-  finals, curves, seconds, num_params = [], [], 0.0, None
+  curves, seconds, num_params = [], 0.0, None
   for group in groups:
     start = time.perf_counter()
-    states = init(group)
-    states, group_curves, _ = fit_seeds(states, train_step, eval_step, dataset, group,
-                                        config.steps, config.batch_size, config.eval_every,
-                                        steps_per_call=config.steps_per_call,
+    states = programs.init(group)
+    states, group_curves, _ = fit_seeds(states, programs.train_step, programs.eval_step, dataset,
+                                        group, config.steps, config.batch_size,
+                                        config.eval_every, steps_per_call=config.steps_per_call,
                                         resident_data=config.resident_data)
     seconds += time.perf_counter() - start
     num_params = count_params(unstack_state(states, 0).params)
@@ -118,9 +138,15 @@ def run(config: TableConfig, workdir: str) -> dict:
     raise ValueError(f"unknown models {unknown}; choose from {sorted(MODELS)}")
   write_config(workdir, dataclasses.asdict(config))
   results = {"config": dataclasses.asdict(config), "device": str(jax.devices()[0]), "runs": {}}
+  programs = {}
   for dataset_name in config.datasets:
     dataset = load_dataset(dataset_name, config.val_fraction, val_seed=0)
-    runs = {name: train_model(name, dataset, config) for name in config.models}
+    runs = {}
+    for name in config.models:
+      runs[name] = {"includes_compilation": name not in programs}
+      if name not in programs:
+        programs[name] = make_programs(name, dataset, config)
+      runs[name].update(train_model(programs[name], dataset, config))
     results["runs"][dataset_name] = runs
     plot_mean_std_curves(
         {name: (r["steps"], r["curves"]["test"]["accuracy"]) for name, r in runs.items()},
@@ -136,19 +162,20 @@ def run(config: TableConfig, workdir: str) -> dict:
 def markdown_table(results: dict) -> str:
   """Ours beside the paper: test accuracy, train accuracy, gap, and time per seed."""
   rows = ["| data | model | params | test acc (ours) | paper README / logged | train acc | gap "
-          "| s per seed (incl. compile) | s per 1000 steps per seed |",
+          "| s per seed (incl. compile, * reused) | s per 1000 steps per seed |",
           "|---|---|---|---|---|---|---|---|---|"]
   for dataset_name, runs in results["runs"].items():
     for name, r in runs.items():
       paper = PAPER.get(name)
       ref = "human 95.8%" if paper is None else (
           f"{paper[3]}% (shuffled)" if "shuffled" in dataset_name else f"{paper[1]}% / {paper[2]}%")
-      f = r["final"]
+      f, reused = r["final"], "" if r.get("includes_compilation", True) else "*"
       rows.append(
           f"| {dataset_name} | {name} | {r['num_params']:,} | {percent(f['test']['accuracy'])} "
           f"| {ref} "
           f"| {percent(f['train']['accuracy'])} | {percent(f['gap']['train_test_accuracy'])} "
-          f"| {r['seconds_per_seed']:.1f} | {r['seconds_per_1000_steps_per_seed']:.2f} |")
+          f"| {r['seconds_per_seed']:.1f}{reused} "
+          f"| {r['seconds_per_1000_steps_per_seed']:.2f}{reused} |")
   return "\n".join(rows)
 
 

@@ -15,7 +15,7 @@ def test_train_step_flops_cover_the_forward_and_weight_gradient_matmuls():
   assert matmuls <= flops <= matmuls + 50 * (5 * 3 + 3)  # plus a few element-wise ops per param
 
 
-def test_smoke_benchmark_times_every_case_and_writes_a_table(tmp_path):
+def test_smoke_benchmark_times_and_races_every_case_and_writes_tables(tmp_path):
   config = benchmark.smoke_config()
   results = benchmark.run(config, str(tmp_path))
   assert set(results["cases"]) == set(config.cases)
@@ -28,6 +28,21 @@ def test_smoke_benchmark_times_every_case_and_writes_a_table(tmp_path):
     assert jax_figures["flop_utilisation"] == pytest.approx(expected_utilisation)
   assert json.load(open(tmp_path / "results.json"))["cases"].keys() == results["cases"].keys()
   assert "| mlp_512x2@128 | 669,706 | jax |" in (tmp_path / "results.md").read_text()
+  race = results["cases"]["mlp_512x2@128"]["frameworks"]["jax"]["to_target"]
+  assert race["target"] == pytest.approx(benchmark.TARGETS["mlp"] * config.target_scale)
+  assert race["reached"] and race["test_accuracy"] >= race["target"] and race["seconds"] > 0
+  assert race["steps"] % config.target_eval_every == 0
+  assert race["steps"] <= config.target_max_steps
+  assert "| mlp_512x2@128 | 28% | jax |" in (tmp_path / "results.md").read_text()
+
+
+def test_race_gives_up_after_max_steps_and_says_so():
+  config = dataclasses.replace(benchmark.smoke_config(), target_scale=2.1)  # 105%: unreachable
+  case = benchmark.CASES["cnn_mnist1d@100"]
+  model = benchmark.make_model(case.model, 10)
+  trainer = benchmark._trainer("jax", case, model, np.zeros((1, 40), np.float32), config)
+  race = benchmark.time_to_target(trainer, case, config)
+  assert not race["reached"] and race["steps"] == config.target_max_steps
 
 
 def test_unknown_case_is_refused_before_any_timing(tmp_path):

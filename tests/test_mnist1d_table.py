@@ -1,8 +1,13 @@
 import dataclasses
 import json
 
+import chex
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
+from dl_jax.data import load_dataset
 from experiments import mnist1d_table
 
 
@@ -28,3 +33,34 @@ def test_sequential_seeds_give_the_same_models_as_vmapped(tmp_path):
                                  str(tmp_path / "s"))["runs"]["mnist1d"]["linear"]
   np.testing.assert_allclose(vmapped["final"]["test"]["accuracy"]["values"],
                              sequential["final"]["test"]["accuracy"]["values"], atol=2e-3)
+
+
+def test_shuffled_data_reuses_the_compiled_programs():
+  config = dataclasses.replace(mnist1d_table.smoke_config(), models=("linear",))
+  datasets = [load_dataset(name, 0.0, val_seed=0) for name in ("mnist1d", "mnist1d_shuffled")]
+  programs = mnist1d_table.make_programs("linear", datasets[0], config)
+  runs = [mnist1d_table.train_model(programs, dataset, config) for dataset in datasets]
+  assert programs.train_step._cache_size() == 1 and programs.eval_step._cache_size() == 1
+  assert runs[0]["final"]["test"]["accuracy"] != runs[1]["final"]["test"]["accuracy"]
+
+
+def test_reused_programs_are_marked_in_the_table(tmp_path):
+  config = dataclasses.replace(mnist1d_table.smoke_config(), models=("linear",),
+                               datasets=("mnist1d", "mnist1d_shuffled"))
+  results = mnist1d_table.run(config, str(tmp_path))
+  assert [r["linear"]["includes_compilation"] for r in results["runs"].values()] == [True, False]
+  first, second = mnist1d_table.markdown_table(results).splitlines()[2:]
+  assert "*" not in first and first.endswith("|") and second.count("*") == 2
+
+
+def test_flattened_optimizer_updates_like_adam():
+  params = {"kernel": jnp.linspace(-1.0, 1.0, 6).reshape(3, 2), "bias": jnp.arange(2.0)}
+  grads = jax.tree_util.tree_map(lambda p: jnp.sin(3 * p) + 0.1, params)
+  ours = mnist1d_table.make_optimizer("linear", mnist1d_table.TableConfig())
+  adam = optax.adam(1e-2)
+  states = ours.init(params), adam.init(params)
+  for _ in range(3):
+    (mine, ours_state), (theirs, adam_state) = (
+        tx.update(grads, state, params) for tx, state in zip((ours, adam), states))
+    states = ours_state, adam_state
+    chex.assert_trees_all_close(mine, theirs, rtol=1e-6, atol=1e-9)

@@ -4,9 +4,11 @@ import jax
 import numpy as np
 import pytest
 
-from dl_jax.models.patch_conv import PatchConv
+from dl_jax.models.cnn import CNN, window_mean
+from dl_jax.models.patch_conv import PatchConv, ShiftedConv
 
 
+@pytest.mark.parametrize("conv", [PatchConv, ShiftedConv])
 @pytest.mark.parametrize("shape, kernel, strides, padding", [
     ((3, 40, 1), (5,), (2,), 1),
     ((3, 19, 4), (3,), (2,), "SAME"),
@@ -15,11 +17,11 @@ from dl_jax.models.patch_conv import PatchConv
     ((2, 15, 14, 3), (3, 2), (2, 1), [(1, 0), 2]),
     ((2, 9, 9, 2), (4, 4), (3, 3), "SAME"),
 ])
-def test_patch_conv_equals_flax_conv(shape, kernel, strides, padding):
+def test_patch_and_shifted_convs_equal_flax_conv(conv, shape, kernel, strides, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
   reference = nn.Conv(6, kernel, strides, padding)
   variables = reference.init(jax.random.PRNGKey(1), x)
-  patches = PatchConv(6, kernel, strides, padding)
+  patches = conv(6, kernel, strides, padding)
   assert jax.tree_util.tree_map(np.shape, patches.init(jax.random.PRNGKey(1), x)) == \
       jax.tree_util.tree_map(np.shape, variables)
   np.testing.assert_allclose(patches.apply(variables, x), reference.apply(variables, x),
@@ -39,3 +41,20 @@ def test_reference_cnns_compute_the_same_function_either_way(build, shape):
   variables = patches.init(jax.random.PRNGKey(1), x)
   np.testing.assert_allclose(patches.apply(variables, x), xla.apply(variables, x),
                              rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape, window", [((2, 28, 28, 3), (2, 2)), ((3, 15, 2), (3,)),
+                                           ((2, 7, 9, 1), (2, 3))])
+def test_window_mean_equals_flax_avg_pool_with_its_gradient(shape, window):
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  np.testing.assert_allclose(window_mean(x, window, window), nn.avg_pool(x, window, window),
+                             rtol=1e-6, atol=1e-6)
+  grad = lambda pool: jax.grad(lambda x: (pool(x, window, window) ** 2).sum())(x)
+  np.testing.assert_allclose(grad(window_mean), grad(nn.avg_pool), rtol=1e-6, atol=1e-6)
+
+
+def test_per_layer_convs_must_match_the_layers():
+  with pytest.raises(ValueError, match="one conv name, or one per conv layer"):
+    CNN(num_outputs=2, conv=("shifted", "xla", "xla"))
+  with pytest.raises(ValueError, match=r"unknown conv \['fft'\]"):
+    CNN(num_outputs=2, conv=("shifted", "fft"))

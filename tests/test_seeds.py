@@ -115,3 +115,14 @@ def test_a_learning_rate_sweep_in_one_program_matches_separate_runs(blob_dataset
     with_hyperparameter(states, "momentum", [0.9, 0.9])
   with pytest.raises(ValueError, match="one value per stacked model"):
     with_hyperparameter(states, "learning_rate", [0.1, 0.2, 0.3])
+
+
+def test_compiled_initialization_matches_the_eager_one(blob_dataset):
+  # make_seeds_init compiles without LLVM optimizations: values may differ in the last bit only
+  model, tx = MLP(widths=(16,), num_outputs=3), optax.adam(1e-2)
+  example = blob_dataset.train.gather([0])["x"]
+  stacked = create_seed_states(model, tx, example, [0, 4])
+  for index, seed in enumerate([0, 4]):
+    eager = create_train_state(model, tx, example, seed)
+    chex.assert_trees_all_close(unstack_state(stacked, index).params, eager.params,
+                                rtol=1e-6, atol=1e-7)

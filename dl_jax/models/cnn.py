@@ -1,5 +1,6 @@
 """A convolutional classifier for 1-D signals and 2-D images: conv blocks, then an MLP head."""
 
+import itertools
 from typing import Sequence
 
 import flax.linen as nn
@@ -7,19 +8,38 @@ import jax
 
 from dl_jax.activations import get_activation
 from dl_jax.models.mlp import MLP
-from dl_jax.models.patch_conv import PatchConv
+from dl_jax.models.patch_conv import PatchConv, ShiftedConv
 
 LAYOUTS = {1: "signals [batch, length] or [batch, length, channels]",
            2: "images [batch, height, width, channels]"}
-POOLS = {"max": nn.max_pool, "avg": nn.avg_pool}
-CONVS = {"patches": PatchConv, "xla": nn.Conv}  # same parameters; patches is faster on CPU
+# Same parameters, different speed on CPU: "patches" for the MNIST-1D CNN's small convs, "shifted"
+# for one input channel, "xla" for the Flax-MNIST CNN's 32 -> 64 channel layer.
+CONVS = {"patches": PatchConv, "shifted": ShiftedConv, "xla": nn.Conv}
+
+
+def window_mean(x: jax.Array, window: Sequence[int], strides: Sequence[int]) -> jax.Array:
+  """`nn.avg_pool` with VALID padding, as a sum of strided slices: one elementwise pass.
+
+  XLA's reduce_window (and its gradient, a padded reduce_window) costs more on CPU than the
+  convolution layers it follows; slices fuse with the activation before them and the gradient
+  after them.
+  """
+  out = [(n - w) // s + 1 for n, w, s in zip(x.shape[1:-1], window, strides)]
+  views = [x[(slice(None), *(slice(o, o + s * (m - 1) + 1, s)
+                             for o, s, m in zip(offset, strides, out)))]
+           for offset in itertools.product(*(range(w) for w in window))]
+  return sum(views) / len(views)
+
+
+POOLS = {"max": nn.max_pool, "avg": window_mean}
 
 
 class CNN(nn.Module):
   """[Conv -> (BatchNorm) -> act -> (pool)] per entry of `channels`, flatten, MLP head.
 
   `ndim` picks 1-D (signals, channels last) or 2-D (NHWC images) convolutions; `conv` picks
-  how they are computed ('patches' + matmul or XLA's 'xla' convolution: identical parameters). `strides` is one
+  how they are computed, one name for every layer or one per layer ('patches' + matmul, 'shifted'
+  sums or XLA's 'xla' convolution: identical parameters). `strides` is one
   int for every layer or one per layer; `padding` is 'SAME', 'VALID', an int or (low, high) pairs,
   as in PyTorch's explicit padding. Batch norm keeps running statistics in the `batch_stats`
   collection (apply with `mutable=['batch_stats']` in training); its conv layers drop their bias,
@@ -39,7 +59,7 @@ class CNN(nn.Module):
   batch_norm: bool = False
   widths: Sequence[int] = ()
   dropout_rate: float = 0.0
-  conv: str = "patches"
+  conv: str | Sequence[str] = "patches"
 
   def __post_init__(self):
     super().__post_init__()
@@ -48,8 +68,12 @@ class CNN(nn.Module):
     if not len(self.channels) == len(self.kernel_sizes) == len(self._strides()):
       raise ValueError(f"CNN needs one kernel size and stride per conv layer; got channels "
                        f"{self.channels}, kernel_sizes {self.kernel_sizes}, strides {self.strides}")
-    if self.conv not in CONVS:
-      raise ValueError(f"unknown conv {self.conv!r}; choose one of {sorted(CONVS)}")
+    if len(self._convs()) != len(self.channels):
+      raise ValueError(f"CNN needs one conv name, or one per conv layer; got conv {self.conv} for "
+                       f"channels {self.channels}")
+    unknown = set(self._convs()) - set(CONVS)
+    if unknown:
+      raise ValueError(f"unknown conv {sorted(unknown)}; choose from {sorted(CONVS)}")
     if self.pool not in (None, *POOLS):
       raise ValueError(f"unknown pool {self.pool!r}; choose None or one of {sorted(POOLS)}")
 
@@ -57,9 +81,9 @@ class CNN(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     h = self._feature_maps(x)
     act = get_activation(self.activation)
-    layers = zip(self.channels, self.kernel_sizes, self._strides())
-    for i, (features, kernel, stride) in enumerate(layers):
-      h = CONVS[self.conv](features, (kernel,) * self.ndim, (stride,) * self.ndim, self.padding,
+    layers = zip(self.channels, self.kernel_sizes, self._strides(), self._convs())
+    for i, (features, kernel, stride, conv) in enumerate(layers):
+      h = CONVS[conv](features, (kernel,) * self.ndim, (stride,) * self.ndim, self.padding,
                            use_bias=not self.batch_norm, name=f"Conv_{i}")(h)
       if self.batch_norm:
         # momentum 0.9: the running averages settle within the first few dozen steps of short runs.
@@ -74,6 +98,9 @@ class CNN(nn.Module):
 
   def _strides(self) -> Sequence[int]:
     return (self.strides,) * len(self.channels) if isinstance(self.strides, int) else self.strides
+
+  def _convs(self) -> Sequence[str]:
+    return (self.conv,) * len(self.channels) if isinstance(self.conv, str) else self.conv
 
   def _feature_maps(self, x: jax.Array) -> jax.Array:
     """`x` as [batch, *spatial, channels]: a channel axis is added to [batch, length] signals."""
@@ -98,9 +125,13 @@ def mnist1d_cnn(num_outputs: int = 10) -> CNN:
 
 
 def flax_mnist_cnn(num_outputs: int = 10) -> CNN:
-  """The CNN of Flax's MNIST example: conv 32, avg-pool, conv 64, avg-pool, Dense 256, head."""
+  """The CNN of Flax's MNIST example: conv 32, avg-pool, conv 64, avg-pool, Dense 256, head.
+
+  Its convolutions are computed the way measured fastest on CPU for each (experiments.benchmark):
+  shifted sums for the one-channel input, XLA's convolution for 32 -> 64 channels.
+  """
   return CNN(num_outputs=num_outputs, ndim=2, channels=(32, 64), kernel_sizes=(3, 3),
-             pool="avg", widths=(256,))
+             pool="avg", widths=(256,), conv=("shifted", "xla"))
 
 
 def mnist1d_bn_cnn(num_outputs: int = 10) -> CNN:
