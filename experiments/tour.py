@@ -42,7 +42,7 @@ STAGES = ("minibatch", "activations", "mnist1d_table", "translate", "sparsity", 
 # the whole tour takes about 15 minutes on this 2-core CPU (seconds per stage in results.json).
 DEFAULT_BUDGET = {
     "minibatch": dict(datasets=("mnist",), batch_sizes=(8, 32, 128, 0), epochs=10,
-                      out_of_core_gb=1.0, memory_cap_gb=0.75, out_of_core_widths=(128, 128)),
+                      out_of_core_gb=2.0, memory_cap_gb=1.5, out_of_core_widths=(128, 128)),
     "activations": dict(datasets=("mnist",), depths=(2, 30), activations=("sigmoid", "relu"),
                         inits=("glorot", "he"), steps=500),
     "mnist1d_table": dict(models=("mlp", "cnn_mnist1d", "gru_mnist1d"), steps=3000, num_seeds=5),
@@ -55,10 +55,10 @@ DEFAULT_BUDGET = {
                            num_seeds=3),
     "siamese": dict(variants=("shared", "unshared_equal_params"), train_per_class=20, steps=500,
                     seeds=(0, 1, 2)),
-    "adversarial": dict(trainings=("normal", "pgd"), steps=600, eps_ramp_steps=150,
+    "adversarial": dict(trainings=("normal", "pgd"), seeds=(0, 1), steps=800, eps_ramp_steps=200,
                         eval_eps=(0.1, 0.3), large_eps=(0.7,), pgd_eval_steps=(10, 40),
                         restarts=2),
-    "gan": dict(steps=1000, seeds=(0, 1), classifier_steps=600),
+    "gan": dict(steps=1500, seeds=(0, 1), classifier_steps=600),
 }
 # The smoke budget: each experiment's smoke config, plus what a claim needs to be judged.
 SMOKE_BUDGET = {

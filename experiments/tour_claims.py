@@ -54,7 +54,8 @@ def out_of_core(r: dict) -> tuple[str, bool]:
               f"; memory-mapped mini-batch training {'completes' if completes else 'fails'}")
   if completes:
     plain = o["plain"].get("results", {}).get("test", {}).get("accuracy")
-    measured += (f" (peak RSS {trained['peak_rss_bytes'] / 2**20:.0f} MiB), test "
+    measured += (f" (peak RSS {trained['peak_rss_bytes'] / 2**20:.0f} MiB, mapped file pages "
+                 f"included), test "
                  f"{100 * trained['results']['test']['accuracy']:.1f}%"
                  + (f" vs {100 * plain:.1f}% on the plain digits" if plain is not None else ""))
   supported = o["file_bytes"] > o["memory_cap_bytes"] and loaded["returncode"] != 0 and completes
@@ -81,10 +82,12 @@ def relu_vs_sigmoid(r: dict) -> tuple[str, bool]:
   deep = {(run["activation"], run["init"]): run for run in runs if run["depth"] == depth}
   relu, sigmoids = deep[("relu", "he")], [v for (a, _), v in deep.items() if a == "sigmoid"]
   sigmoid = max(sigmoids, key=lambda run: run["mean"]["val"])
-  ratio = lambda run: run["geomean"]["0"]["first_last_ratio"]
+  def ratio(run: dict) -> str:
+    value = run["geomean"]["0"]["first_last_ratio"]
+    return f"{value:.2g}" if value else "0 (underflow)"
   measured = (f"{dataset}, depth {depth}: relu/He {_pct(relu['accuracy']['test'])} vs sigmoid/"
               f"{sigmoid['init']} {_pct(sigmoid['accuracy']['test'])} test; first/last-layer "
-              f"gradient ratio at init {ratio(relu):.2g} vs {ratio(sigmoid):.2g}")
+              f"gradient-norm ratio at init {ratio(relu)} vs {ratio(sigmoid)}")
   supported = (relu["trains"] and not any(s["trains"] for s in sigmoids)
                and exceeds(relu["accuracy"]["test"], sigmoid["accuracy"]["test"]))
   return measured, supported
