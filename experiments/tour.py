@@ -1,6 +1,6 @@
 """The tour: every experiment at a documented budget, then one report of claims, evidence, plots.
 
-    python -m experiments.tour                      # the main job: ~15 min on a 2-core CPU
+    python -m experiments.tour                      # the main job: 9 min on 2 quiet CPU cores
     python -m experiments.tour --only=activations,adversarial
     python -m experiments.tour --full               # each experiment's own (paper-scale) budget: hours
     python -m experiments.tour --smoke              # every experiment end to end in ~5 min
@@ -39,7 +39,8 @@ STAGES = ("minibatch", "activations", "mnist1d_table", "translate", "sparsity", 
           "siamese", "adversarial", "gan")
 
 # The default budget: each experiment's own default config with these fields changed, chosen so
-# the whole tour takes about 15 minutes on this 2-core CPU (seconds per stage in results.json).
+# the whole tour takes at most 15 minutes on this 2-core CPU (measured: 9 min 13 s on quiet cores;
+# seconds per stage in results.json).
 DEFAULT_BUDGET = {
     "minibatch": dict(datasets=("mnist",), batch_sizes=(8, 32, 128, 0), epochs=10,
                       out_of_core_gb=2.0, memory_cap_gb=1.5, out_of_core_widths=(128, 128)),
