@@ -188,9 +188,8 @@ def report_markdown(results: dict, workdir: str) -> str:
            "(`experiments/tour_claims.py`); \"not supported at this budget\" may change with "
            "`--full`.", "", claims_table(results), "",
            "## Generalization", "",
-           "Accuracy of every model trained (mean ± std over seeds; one seed where no std is "
-           "shown as 0.0 and only one run exists).", "",
-           markdown_table(["experiment", "model", "train", "val", "test", "train − test"],
+           "Accuracy of every model trained: mean ± std over its runs (seeds).", "",
+           markdown_table(["experiment", "model", "runs", "train", "val", "test", "train − test"],
                           results["generalization"]), ""]
   for name, stage in _in_tour_order(results["stages"]):
     lines += [f"## {name}", "",

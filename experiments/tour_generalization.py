@@ -15,7 +15,7 @@ Row = tuple[str, dict]  # (model or setting, {split: per-seed accuracies}); spli
 
 def minibatch(r: dict) -> Iterator[Row]:
   for dataset, sweep in r.get("sweep", {}).items():
-    for batch, run in sweep["runs"].items():
+    for batch, run in sorted(sweep["runs"].items(), key=lambda item: int(item[0])):
       full = " (full batch)" if int(batch) == sweep["num_train"] else ""
       yield (f"{dataset}, MLP, batch {batch}{full}",
              {split: run["final"][split]["values"] for split in ("train", "val", "test")})
@@ -64,7 +64,8 @@ def adversarial(r: dict) -> Iterator[Row]:
     yield f"{training}, clean", {s: run["clean"][s]["accuracy"] for s in ("train", "val", "test")}
     robust = {s: [seed["robust_splits"][s] for seed in run["attacked"]]
               for s in ("train", "val", "test")}
-    yield f"{training}, under PGD at eps {max(r['config']['eval_eps'])}", robust
+    attack = f"PGD-{min(r['config']['pgd_eval_steps'])} at eps {r['config']['train_eps']}"
+    yield f"{training}, under {attack}", robust
 
 
 def gan(r: dict) -> Iterator[Row]:
@@ -87,11 +88,12 @@ READERS: dict[str, Callable[[dict], Iterator[Row]]] = {
 
 
 def rows(experiment: str, r: dict) -> list[list[str]]:
-  """[experiment, model, train, val, test, train - test] as 'mean ± std' over seeds."""
+  """[experiment, model, runs, train, val, test, train - test]: 'mean ± std' over the runs."""
   table = []
   for model, splits in READERS[experiment](r):
     cell = lambda s: percent(mean_std(splits[s])) if s in splits else "—"
     gap = (percent(mean_std(np.asarray(splits["train"]) - np.asarray(splits["test"])), " pts")
            if "train" in splits and "test" in splits else "—")
-    table.append([experiment, model, cell("train"), cell("val"), cell("test"), gap])
+    runs = len(splits.get("test", next(iter(splits.values()))))
+    table.append([experiment, model, runs, cell("train"), cell("val"), cell("test"), gap])
   return table
