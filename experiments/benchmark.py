@@ -1,6 +1,6 @@
 """Training throughput of dl_jax against PyTorch (eager and torch.compile) on this machine.
 
-    python -m experiments.benchmark                  # every case below; 22 min on a loaded machine
+    python -m experiments.benchmark                  # every case below: 2.5 min on 2 quiet cores
     python -m experiments.benchmark --smoke          # seconds
     pip install -e '.[bench]'                        # adds the pinned CPU build of PyTorch
 

@@ -1,6 +1,5 @@
 """A convolutional classifier for 1-D signals and 2-D images: conv blocks, then an MLP head."""
 
-import itertools
 from typing import Sequence
 
 import flax.linen as nn
@@ -8,7 +7,7 @@ import jax
 
 from dl_jax.activations import get_activation
 from dl_jax.models.mlp import MLP
-from dl_jax.models.patch_conv import PatchConv, ShiftedConv
+from dl_jax.models.patch_conv import PatchConv, ShiftedConv, window_views
 
 LAYOUTS = {1: "signals [batch, length] or [batch, length, channels]",
            2: "images [batch, height, width, channels]"}
@@ -24,10 +23,7 @@ def window_mean(x: jax.Array, window: Sequence[int], strides: Sequence[int]) -> 
   convolution layers it follows; slices fuse with the activation before them and the gradient
   after them.
   """
-  out = [(n - w) // s + 1 for n, w, s in zip(x.shape[1:-1], window, strides)]
-  views = [x[(slice(None), *(slice(o, o + s * (m - 1) + 1, s)
-                             for o, s, m in zip(offset, strides, out)))]
-           for offset in itertools.product(*(range(w) for w in window))]
+  views = window_views(x, window, strides)
   return sum(views) / len(views)
 
 

@@ -31,6 +31,15 @@ def resolve_padding(padding, length: int, kernel: int, stride: int) -> tuple[int
   return tuple(padding)
 
 
+def window_views(x: jax.Array, window: Sequence[int], strides: Sequence[int]) -> list[jax.Array]:
+  """x[:, i + offset * stride, ...] for every offset in the window (row-major), each
+  [batch, *out, channels]: the inputs a VALID windowed op (convolution, pooling) sees per tap."""
+  out = [(n - w) // s + 1 for n, w, s in zip(x.shape[1:-1], window, strides)]
+  return [x[(slice(None), *(slice(o, o + s * (m - 1) + 1, s)
+                            for o, s, m in zip(offset, strides, out)))]
+          for offset in itertools.product(*(range(w) for w in window))]
+
+
 class PatchConv(nn.Module):
   """A convolution over [batch, *spatial, channels] with `nn.Conv`'s parameters."""
 
@@ -57,11 +66,7 @@ class PatchConv(nn.Module):
     pads = [resolve_padding(p, n, k, s)
             for p, n, k, s in zip(per_axis, spatial, self.kernel_size, self.strides)]
     x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
-    out_shape = [(n + lo + hi - k) // s + 1
-                 for n, (lo, hi), k, s in zip(spatial, pads, self.kernel_size, self.strides)]
-    return [x[(slice(None), *(slice(o, o + s * (n - 1) + 1, s)
-                              for o, s, n in zip(offset, self.strides, out_shape)))]
-            for offset in itertools.product(*(range(k) for k in self.kernel_size))]
+    return window_views(x, self.kernel_size, self.strides)
 
   def _add_bias(self, y: jax.Array) -> jax.Array:
     if self.use_bias:
