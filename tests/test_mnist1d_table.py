@@ -35,6 +35,16 @@ def test_sequential_seeds_give_the_same_models_as_vmapped(tmp_path):
                              sequential["final"]["test"]["accuracy"]["values"], atol=2e-3)
 
 
+def test_two_seed_groups_give_the_same_table_as_one(tmp_path):
+  config = dataclasses.replace(mnist1d_table.smoke_config(), models=("linear",), num_seeds=4)
+  runs = [mnist1d_table.run(dataclasses.replace(config, seed_groups=groups),
+                            str(tmp_path / str(groups)))["runs"]["mnist1d"]["linear"]
+          for groups in (1, 2)]
+  assert runs[0]["steps"] == runs[1]["steps"]
+  np.testing.assert_allclose(runs[0]["curves"]["test"]["accuracy"],
+                             runs[1]["curves"]["test"]["accuracy"], atol=2e-3)
+
+
 def test_shuffled_data_reuses_the_compiled_programs():
   config = dataclasses.replace(mnist1d_table.smoke_config(), models=("linear",))
   datasets = [load_dataset(name, 0.0, val_seed=0) for name in ("mnist1d", "mnist1d_shuffled")]

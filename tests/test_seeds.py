@@ -9,8 +9,8 @@ from dl_jax.train import NonFiniteError
 from dl_jax.train import (classification_loss, classification_metrics, create_train_state,
                           evaluate, make_eval_step, make_train_step)
 from dl_jax.train.seeds import (SeedBatches, create_seed_states, fit_seeds,
-                                make_seeds_eval_step, make_seeds_train_step, unstack_state,
-                                with_hyperparameter)
+                                make_seeds_eval_step, make_seeds_train_step, map_seed_groups,
+                                split_seeds, unstack_state, with_hyperparameter)
 from dl_jax.data import BatchIterator
 
 
@@ -126,3 +126,31 @@ def test_compiled_initialization_matches_the_eager_one(blob_dataset):
     eager = create_train_state(model, tx, example, seed)
     chex.assert_trees_all_close(unstack_state(stacked, index).params, eager.params,
                                 rtol=1e-6, atol=1e-7)
+
+
+def test_split_seeds_makes_contiguous_near_equal_groups():
+  assert split_seeds(range(10), 2) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+  assert split_seeds([3, 4, 5, 6, 7], 2) == [[3, 4, 5], [6, 7]]
+  with pytest.raises(ValueError, match="cannot split 2 seeds into 3 groups"):
+    split_seeds([0, 1], 3)
+
+
+def test_seed_groups_trained_at_once_match_groups_trained_one_after_another(blob_dataset):
+  model = MLP(widths=(16,), num_outputs=3, dropout_rate=0.2)
+  example = blob_dataset.train.gather([0])["x"]
+  step = make_seeds_train_step(classification_loss(model), steps_per_call=5, resident_data=True)
+  eval_step = make_seeds_eval_step(classification_metrics(model))
+
+  def train(group):
+    states = create_seed_states(model, optax.adam(1e-2), example, group)
+    states, curves, _ = fit_seeds(states, step, eval_step, blob_dataset, group, num_steps=40,
+                                  batch_size=16, eval_every=20, steps_per_call=5,
+                                  resident_data=True)
+    return states.params, curves["test"]
+
+  groups = split_seeds(range(6), 2)
+  at_once, one_by_one = (map_seed_groups(train, groups, workers) for workers in (2, 1))
+  for (params, test), (params_alone, test_alone) in zip(at_once, one_by_one):
+    chex.assert_trees_all_equal(params, params_alone)
+    assert test == test_alone
+  assert at_once[0][1] != at_once[1][1]
