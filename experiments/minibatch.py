@@ -26,6 +26,7 @@ the accuracy the augmentation is compared with.
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -212,6 +213,9 @@ def out_of_core(config: MinibatchConfig, workdir: str) -> dict:
   steps = config.out_of_core_epochs * (num_examples // config.out_of_core_batch_size)
   for name, dataset in (("augmented", directory), ("plain", "mnist")):
     train_dir = os.path.join(workdir, f"out_of_core_{name}")
+    # A timed run starts afresh: an earlier run's final checkpoint would resume at its last step
+    # and time nothing.
+    shutil.rmtree(train_dir, ignore_errors=True)
     result[name] = run_capped(_train_command(config, dataset, steps, train_dir),
                               result["memory_cap_bytes"], train_dir + "_memory.json")
     result[name]["results"] = _read_json(os.path.join(train_dir, "results.json"))

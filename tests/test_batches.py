@@ -122,3 +122,46 @@ def test_reads_are_counted_as_the_large_blocks_they_can_map():
   assert memmap.touched_bytes(np.array([0, 10_000, 20_000]), 3136) == 3 * block
   # a row longer than a block maps the blocks it covers
   assert memmap.touched_bytes(np.array([0]), 5 * block) == 5 * block
+
+
+def _mapped_rows(tmp_path, rows: int = 500, width: int = 7):
+  np.save(tmp_path / "x.npy", np.arange(rows * width, dtype=np.float32).reshape(rows, width))
+  return np.load(tmp_path / "x.npy", mmap_mode="r")
+
+
+def test_read_rows_of_a_mapped_file_equal_indexing_it(tmp_path):
+  mapped = _mapped_rows(tmp_path)
+  rows = np.array([3, 4, 5, 499, 0, 1, 7, 7, 6])  # runs, repeats, out of order, both ends
+  for view in (mapped, mapped[100:], mapped[5::3], mapped[::-1], mapped[:, 2:]):
+    for wanted in (rows[rows < len(view)], np.arange(len(view)), np.array([], np.int64)):
+      got = memmap.read_rows(view, wanted)
+      assert type(got) is np.ndarray
+      np.testing.assert_array_equal(got, np.asarray(view)[wanted])
+  with pytest.raises(IndexError, match="rows 0..500 asked of an array of 500 rows"):
+    memmap.read_rows(mapped, np.array([0, 500]))
+
+
+def test_read_rows_never_touches_the_mapping(tmp_path, monkeypatch):
+  monkeypatch.setattr(memmap, "RELEASE_EVERY_BYTES", 2**62)  # no release would ever save us
+  rows = 48 * 2**20 // (4 * 1024)
+  np.save(tmp_path / "x.npy", np.ones((rows, 1024), np.float32))
+  mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+  start = _resident_mib()
+  for first in range(0, rows, 1024):
+    assert memmap.read_rows(mapped, np.arange(first, first + 1024)).sum() == 1024 * 1024
+  assert _resident_mib() - start < 16  # reading through the mapping would add ~48 MiB
+
+
+def test_read_rows_of_a_truncated_file_says_so(tmp_path):
+  mapped = _mapped_rows(tmp_path)
+  os.truncate(tmp_path / "x.npy", 128 + 10 * 7 * 4)  # the header and 10 rows survive
+  np.testing.assert_array_equal(memmap.read_rows(mapped, np.arange(10))[9], np.arange(63, 70))
+  with pytest.raises(OSError, match="x.npy ended early: it is shorter than its"):
+    memmap.read_rows(mapped, np.array([9, 10]))
+
+
+def test_read_rows_of_a_deleted_file_reads_the_mapping(tmp_path):
+  mapped = _mapped_rows(tmp_path)
+  os.remove(tmp_path / "x.npy")
+  np.testing.assert_array_equal(memmap.read_rows(mapped, np.array([2, 0])),
+                                np.arange(35, dtype=np.float32).reshape(5, 7)[[2, 0]])

@@ -113,3 +113,11 @@ def test_smoke_config_runs_both_parts_end_to_end(tmp_path):
   assert os.path.exists(tmp_path / "plots" / "sweep_mnist1d.png")
   assert "Out of core" in (tmp_path / "results.md").read_text()
   assert json.load(open(tmp_path / "config.json"))["epochs"] == 2
+
+
+def test_out_of_core_runs_again_in_the_same_workdir(tmp_path):
+  config = dataclasses.replace(minibatch.smoke_config(), parts=("out_of_core",))
+  first, again = (minibatch.run(config, str(tmp_path))["out_of_core"] for _ in range(2))
+  for name in ("augmented", "plain"):
+    assert again[name]["results"]["steps_per_sec"] > 0
+    assert again[name]["results"]["test"] == first[name]["results"]["test"]

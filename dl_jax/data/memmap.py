@@ -1,6 +1,11 @@
 """Keep memory-mapped datasets out of the process's resident memory.
 
-Pages of a memory-mapped file that a process has touched count in its resident set until the
+Batches of rows are read from the file with `pread` into a fresh array (`read_rows`): the mapping
+is never touched, so nothing joins the resident set and no page faults are taken. A random batch
+of 128 MNIST-sized rows costs ~0.3 ms of CPU this way, against ~1.1 ms for fancy indexing through
+the mapping plus the releases below (4 GiB file in the page cache; measured on this 2-core CPU).
+
+Code that reads through the mapping itself (slices, scans) keeps it small with releases. Pages of a memory-mapped file that a process has touched count in its resident set until the
 mapping drops them. A mini-batch stream touches every page once per epoch, so without a release
 the resident set grows to the file size. After every `RELEASE_EVERY_BYTES` read from a mapping we
 tell the kernel the process no longer needs its pages (madvise DONTNEED); clean file pages stay in
@@ -18,6 +23,7 @@ stalling the training loop while a prefetch thread releases.
 
 import ctypes
 import mmap
+import os
 import threading
 
 import numpy as np
@@ -33,6 +39,60 @@ _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 def _mapping(array: np.ndarray) -> mmap.mmap | None:
   mapping = getattr(array, "_mmap", None)  # set by np.memmap and np.load(mmap_mode=...)
   return mapping if isinstance(mapping, mmap.mmap) and not mapping.closed else None
+
+
+def read_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+  """`array[rows]` as an in-memory array; a memory-mapped array's rows are read with pread, one
+  call per run of rows that lie back to back in the file. Other arrays are indexed as usual, and
+  so is a mapping whose file can no longer be opened (deleted or moved since it was mapped)."""
+  rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+  position = _file_position(array)
+  if position is not None and rows.size and (rows.min() < 0 or rows.max() >= len(array)):
+    raise IndexError(f"rows {rows.min()}..{rows.max()} asked of an array of {len(array)} rows")
+  try:
+    if position is not None:
+      return _pread_rows(array, rows, position)
+  except FileNotFoundError:
+    pass
+  result = np.asarray(array[rows])
+  note_read(array, rows)
+  return result
+
+
+def _pread_rows(array: np.ndarray, rows: np.ndarray, position: int) -> np.ndarray:
+  out = np.empty((len(rows), *array.shape[1:]), array.dtype)
+  row_bytes = out.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+  runs = _runs(rows) if array.strides[0] == row_bytes else [(i, i + 1) for i in range(len(rows))]
+  buffer = memoryview(out.reshape(-1).view(np.uint8))
+  with open(array.filename, "rb", buffering=0) as f:
+    for start, stop in runs:
+      got = os.preadv(f.fileno(), [buffer[start * row_bytes:stop * row_bytes]],
+                      position + int(rows[start]) * array.strides[0])
+      if got != (stop - start) * row_bytes:
+        raise OSError(f"{array.filename} ended early: it is shorter than its {array.shape} "
+                      f"array; the file was truncated or overwritten while in use")
+  return out
+
+
+def _file_position(array: np.ndarray) -> int | None:
+  """Byte offset in its file of a memory-mapped array's first row; None when its rows cannot be
+  read with pread (not a file mapping, or a row is not one contiguous run of bytes)."""
+  mapping = _mapping(array)
+  if (mapping is None or getattr(array, "filename", None) is None or array.ndim == 0
+      or not array[:1].flags.c_contiguous):
+    return None
+  mapping_start = np.frombuffer(mapping, np.uint8).ctypes.data
+  # np.memmap maps from its offset rounded down to the allocation granularity, and its views
+  # (slices) share that mapping and carry the same offset.
+  file_start = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
+  return file_start + array.ctypes.data - mapping_start
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
+  """[start, stop) index ranges of `rows` in which each row follows the previous one."""
+  breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+  edges = [0, *breaks.tolist(), len(rows)]
+  return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
 def touched_bytes(rows: np.ndarray, row_bytes: int) -> int:

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from dl_jax.data.memmap import note_read
+from dl_jax.data.memmap import read_rows
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -44,8 +44,7 @@ class Split:
     Labels arrive as int32, one per example or one sequence per example.
     """
     rows = positions if self.rows is None else self.rows[positions]
-    x = np.asarray(self.x[rows])
-    note_read(self.x, rows)
+    x = read_rows(self.x, rows)
     if self.x_scale is not None:
       x = x.astype(np.float32) * np.float32(self.x_scale)
     elif np.issubdtype(x.dtype, np.floating):
