@@ -15,6 +15,7 @@ from dl_jax.data import Split, make_dataset
 from dl_jax.gan import (Discriminator, Generator, class_coverage, classifier_outputs,
                         discriminator_metrics, frechet_distance, gaussian_stats, init_gan_state,
                         latent_noise, make_classifier_outputs, make_gan_step, step_keys)
+from dl_jax.gan.augment import augment, cutout, cutout_corners, translate, translation_offsets
 from dl_jax.gan.ema import ema_decay_at
 from dl_jax.gan.losses import discriminator_loss, generator_loss
 from dl_jax.gan.state import generate, generator_variables
@@ -36,6 +37,7 @@ class TinyGAN:
       root))
   step = make_gan_step(generator, discriminator, LATENT)
   step_no_average = make_gan_step(generator, discriminator, LATENT, ema_decay=0.0)
+  step_augmented = make_gan_step(generator, discriminator, LATENT, augment=augment)
 
   @classmethod
   def init(cls, seed: int = 0):
@@ -141,7 +143,7 @@ def test_rng_streams_are_distinct_and_fresh_every_step():
   root = jax.random.PRNGKey(0)
   keys = [np.asarray(key).tobytes()
           for step in range(4) for key in step_keys(root, jnp.asarray(step)).values()]
-  assert len(set(keys)) == len(keys) == 12  # 3 uses x 4 steps, no key shared or reused
+  assert len(set(keys)) == len(keys) == 20  # 5 uses x 4 steps, no key shared or reused
 
   # The same state at another step draws other latents and masks: a different update.
   at_0, _ = TinyGAN.step(TinyGAN.init(), _real_batch())
@@ -277,3 +279,94 @@ def test_smoke_run_writes_results_reports_plots_and_checkpoints(tmp_path):
     assert sorted(os.listdir(tmp_path / f"seed_{seed}" / "checkpoints")) == ["3", "6"]
     assert (tmp_path / f"seed_{seed}" / "metrics.jsonl").exists()
   assert os.listdir(tmp_path / "classifier" / "checkpoints") == [str(config.classifier_steps)]
+
+
+# ---- differentiable augmentation (DiffAugment) ---------------------------------------------------
+
+def _digits(n: int = 6, shape=(12, 10, 2)):
+  """Positive pixels everywhere, so a zero in the output can only come from padding or cutout."""
+  return jnp.asarray(np.random.default_rng(3).uniform(0.1, 1.0, size=(n, *shape)), jnp.float32)
+
+
+def test_translation_moves_each_image_by_its_drawn_offset_and_pads_with_zeros():
+  images, key = _digits(), jax.random.PRNGKey(4)
+  shifted = np.asarray(translate(key, images, fraction=0.25))
+  offsets = np.asarray(translation_offsets(key, 6, (3, 3)))  # round(0.25 * 12), round(0.25 * 10)
+  assert len({tuple(o) for o in offsets}) > 1  # per-image draws
+  for image, out, (dy, dx) in zip(np.asarray(images), shifted, offsets):
+    expected = np.zeros_like(image)
+    height, width = image.shape[:2]
+    expected[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = \
+        image[max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+    np.testing.assert_array_equal(out, expected)
+  np.testing.assert_array_equal(translate(key, images, fraction=0.0), images)
+
+
+def test_cutout_zeroes_exactly_one_square_per_image_and_nothing_else():
+  images, key = _digits(), jax.random.PRNGKey(5)
+  out = np.asarray(cutout(key, images, fraction=0.5))  # a 6 x 5 square
+  corners = np.asarray(cutout_corners(key, 6, (12, 10), (6, 5)))
+  assert len({tuple(c) for c in corners}) > 1
+  for image, result, (top, left) in zip(np.asarray(images), out, corners):
+    assert 0 <= top <= 6 and 0 <= left <= 5  # wholly inside the image
+    expected = image.copy()
+    expected[top:top + 6, left:left + 5] = 0.0
+    np.testing.assert_array_equal(result, expected)
+    assert np.count_nonzero(result == 0) == 6 * 5 * image.shape[-1]
+
+
+def test_augmentation_is_reproducible_per_key_and_differs_across_keys_and_images():
+  images = jnp.broadcast_to(_digits(1), (16, 12, 10, 2))  # 16 copies of one image
+  first = augment(jax.random.PRNGKey(0), images)
+  np.testing.assert_array_equal(first, augment(jax.random.PRNGKey(0), images))
+  assert not np.array_equal(first, augment(jax.random.PRNGKey(1), images))
+  assert len({np.asarray(a).tobytes() for a in first}) > 8  # each copy transformed differently
+  np.testing.assert_array_equal(augment(jax.random.PRNGKey(0), images, policy=()), images)
+  with pytest.raises(ValueError, match="unknown augmentation"):
+    augment(jax.random.PRNGKey(0), images, policy=("rotation",))
+
+
+def test_gradient_flows_through_the_augmentation_to_the_kept_pixels():
+  images, key = _digits(3), jax.random.PRNGKey(6)
+  weights = jnp.asarray(np.random.default_rng(7).normal(size=images.shape), jnp.float32)
+  loss = lambda x: jnp.sum(weights * augment(key, x) ** 2)
+  grad = jax.grad(loss)(images)
+  # The transforms are linear: the output is A x, so d/dx sum(w (A x)^2) = A^T (2 w A x).
+  out, pull_back = jax.vjp(lambda x: augment(key, x), images)
+  np.testing.assert_allclose(grad, pull_back(2 * weights * out)[0], rtol=1e-6)
+  assert np.count_nonzero(np.asarray(grad)) > 0
+  # Pixels moved out of the frame or cut out get no gradient; each kept pixel its own.
+  kept = np.asarray(pull_back(jnp.ones_like(out))[0])
+  assert set(np.unique(kept)) <= {0.0, 1.0} and 0 < kept.mean() < 1
+  # A finite difference on one kept pixel agrees.
+  index = tuple(np.argwhere(kept == 1.0)[0])
+  bump = jnp.zeros_like(images).at[index].set(1e-2)
+  finite = (loss(images + bump) - loss(images - bump)) / 2e-2
+  assert float(finite) == pytest.approx(float(grad[index]), rel=1e-2)
+
+
+def test_gan_step_with_augmentation_uses_its_own_keys_and_updates_both_players():
+  state = TinyGAN.init()
+  before = jax.device_get(state)
+  after, metrics = TinyGAN.step_augmented(state, _real_batch())
+  for old, new in ((before.generator.params, after.generator.params),
+                   (before.discriminator.params, after.discriminator.params)):
+    for a, b in zip(jax.tree_util.tree_leaves(old), jax.tree_util.tree_leaves(new)):
+      assert not np.array_equal(a, b)
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  # Augmentation changes what D sees, so the same state and batch give a different update.
+  plain, _ = TinyGAN.step(TinyGAN.init(), _real_batch())
+  assert not np.array_equal(plain.discriminator.params["Dense_0"]["kernel"],
+                            after.discriminator.params["Dense_0"]["kernel"])
+  # Same seed and step: bit-identical, augmentation included.
+  again, _ = TinyGAN.step_augmented(TinyGAN.init(), _real_batch())
+  chex.assert_trees_all_equal(jax.device_get(again.params), jax.device_get(after.params))
+
+
+def test_bad_augmentation_config_is_refused(tmp_path):
+  with pytest.raises(ValueError, match="unknown augmentation"):
+    gan.run(dataclasses.replace(gan.smoke_config(), augment=("flip",)), str(tmp_path))
+  with pytest.raises(ValueError, match="cutout_fraction"):
+    gan.run(dataclasses.replace(gan.smoke_config(), cutout_fraction=0.0), str(tmp_path))
+  assert not os.listdir(tmp_path)
+

@@ -1,7 +1,8 @@
 """One jitted GAN step that updates both players: the discriminator, then the generator.
 
-Step s draws keys from fold_in(root, s): stream 'gen' for the latent codes and 'dropout' for the
-discriminator's dropout (one key for its update, a different one for the generator's). The
+Step s draws keys from fold_in(root, s): stream 'gen' for the latent codes, 'dropout' for the
+discriminator's dropout and 'augment' for the random transforms of its inputs (dl_jax.gan.augment;
+each stream gives one key for the discriminator's update, a different one for the generator's). The
 generator runs forward once: its samples train the discriminator (as constants), and the
 generator's gradient is pulled back through the same forward pass (`jax.vjp`) from the *updated*
 discriminator, as in alternating GAN training. Last, the generator's weight average moves
@@ -17,22 +18,34 @@ from dl_jax.gan.losses import discriminator_loss, generator_loss
 from dl_jax.gan.state import GANState, generator_variables, latent_noise
 from dl_jax.train.rng import step_rngs
 
-GAN_STREAMS = ("gen", "dropout")
+GAN_STREAMS = ("gen", "dropout", "augment")
 
 
 def step_keys(root: jax.Array, step: jax.Array) -> dict[str, jax.Array]:
-  """The keys of step `step`: latent codes ('gen'), and the discriminator's dropout in its own
-  update and in the generator's (two halves of the 'dropout' stream): never shared, never reused."""
+  """The keys of step `step`: latent codes ('gen'), and the discriminator's dropout and input
+  augmentation in its own update and in the generator's (two halves of the 'dropout' and of the
+  'augment' stream): never shared, never reused."""
   rngs = step_rngs(root, step, GAN_STREAMS)
   d_dropout, g_dropout = jax.random.split(rngs["dropout"])
-  return {"gen": rngs["gen"], "d_dropout": d_dropout, "g_dropout": g_dropout}
+  d_augment, g_augment = jax.random.split(rngs["augment"])
+  return {"gen": rngs["gen"], "d_dropout": d_dropout, "g_dropout": g_dropout,
+          "d_augment": d_augment, "g_augment": g_augment}
 
 
-def gan_step_fn(generator, discriminator, latent_dim: int, ema_decay: float = 0.999):
+def no_augmentation(key: jax.Array, images: jax.Array) -> jax.Array:
+  """The default `augment`: the discriminator sees the images as they are."""
+  del key
+  return images
+
+
+def gan_step_fn(generator, discriminator, latent_dim: int, ema_decay: float = 0.999,
+                augment=no_augmentation):
   """The un-jitted `gan_step(state, batch) -> (new_state, metrics)`, to jit or vmap over seeds.
 
   `batch['x']` holds real images [batch, H, W, C]; labels are ignored. `ema_decay` is the
-  generator weight average's decay (0: the average is the last weights). Metrics: both losses,
+  generator weight average's decay (0: the average is the last weights). `augment(key, images)`
+  transforms every image the discriminator sees, real and generated, in both updates (e.g.
+  dl_jax.gan.augment.augment with its policy bound; by default none). Metrics: both losses,
   the mean D(x) and D(G(z)), and each player's gradient and parameter norms.
   """
 
@@ -48,11 +61,13 @@ def gan_step_fn(generator, discriminator, latent_dim: int, ema_decay: float = 0.
 
     fake, pull_back, g_model_state = jax.vjp(generate, g_state.params, has_aux=True)
 
-    def discriminate(d_params, images, key):
-      return discriminator.apply({"params": d_params}, images, train=True, rngs={"dropout": key})
+    def discriminate(d_params, images, dropout_key, augment_key):
+      return discriminator.apply({"params": d_params}, augment(augment_key, images), train=True,
+                                 rngs={"dropout": dropout_key})
 
     def d_loss_fn(d_params):
-      logits = discriminate(d_params, jnp.concatenate([real, fake]), keys["d_dropout"])
+      logits = discriminate(d_params, jnp.concatenate([real, fake]), keys["d_dropout"],
+                            keys["d_augment"])
       real_logits, fake_logits = jnp.split(logits, 2)
       return jnp.mean(discriminator_loss(real_logits, fake_logits)), (real_logits, fake_logits)
 
@@ -61,7 +76,8 @@ def gan_step_fn(generator, discriminator, latent_dim: int, ema_decay: float = 0.
     d_state = d_state.apply_gradients(grads=d_grads)
 
     def g_loss_fn(images):
-      return jnp.mean(generator_loss(discriminate(d_state.params, images, keys["g_dropout"])))
+      return jnp.mean(generator_loss(discriminate(d_state.params, images, keys["g_dropout"],
+                                                  keys["g_augment"])))
 
     g_loss, image_grads = jax.value_and_grad(g_loss_fn)(fake)
     (g_grads,) = pull_back(image_grads)
@@ -82,8 +98,8 @@ def gan_step_fn(generator, discriminator, latent_dim: int, ema_decay: float = 0.
 
 
 def make_gan_step(generator, discriminator, latent_dim: int, ema_decay: float = 0.999,
-                  vmap_seeds: bool = False):
+                  augment=no_augmentation, vmap_seeds: bool = False):
   """`gan_step_fn` jitted with the state donated; `vmap_seeds` steps states stacked over seeds
   (batches stacked [seeds, batch, ...])."""
-  step = gan_step_fn(generator, discriminator, latent_dim, ema_decay)
+  step = gan_step_fn(generator, discriminator, latent_dim, ema_decay, augment)
   return jax.jit(jax.vmap(step) if vmap_seeds else step, donate_argnums=0)
