@@ -39,7 +39,7 @@ STAGES = ("minibatch", "activations", "mnist1d_table", "translate", "sparsity", 
           "siamese", "adversarial", "gan")
 
 # The default budget: each experiment's own default config with these fields changed, chosen so
-# the whole tour takes at most 15 minutes on this 2-core CPU (measured: 9 min 13 s on quiet cores;
+# the whole tour takes at most 15 minutes on this 2-core CPU (measured: 8 min 46 s on quiet cores;
 # seconds per stage in results.json).
 DEFAULT_BUDGET = {
     "minibatch": dict(datasets=("mnist",), batch_sizes=(8, 32, 128, 0), epochs=10,
