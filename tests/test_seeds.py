@@ -130,6 +130,7 @@ def test_compiled_initialization_matches_the_eager_one(blob_dataset):
 
 def test_split_seeds_makes_contiguous_near_equal_groups():
   assert split_seeds(range(10), 2) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+  assert type(split_seeds([7], 1)[0][0]) is int  # plain ints, not numpy scalars
   assert split_seeds([3, 4, 5, 6, 7], 2) == [[3, 4, 5], [6, 7]]
   with pytest.raises(ValueError, match="cannot split 2 seeds into 3 groups"):
     split_seeds([0, 1], 3)

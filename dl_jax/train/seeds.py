@@ -71,7 +71,7 @@ def split_seeds(seeds: Sequence[int], num_groups: int) -> list[list[int]]:
   if not 1 <= num_groups <= len(seeds):
     raise ValueError(f"cannot split {len(seeds)} seeds into {num_groups} groups; use 1 to "
                      f"{len(seeds)} groups")
-  return [list(group) for group in np.array_split(np.asarray(seeds), num_groups)]
+  return [group.tolist() for group in np.array_split(np.asarray(seeds), num_groups)]
 
 
 def map_seed_groups(fn, groups: Sequence, workers: int) -> list:
