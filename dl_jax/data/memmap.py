@@ -5,8 +5,9 @@ is never touched, so nothing joins the resident set and no page faults are taken
 of 128 MNIST-sized rows costs ~0.3 ms of CPU this way, against ~1.1 ms for fancy indexing through
 the mapping plus the releases below (4 GiB file in the page cache; measured on this 2-core CPU).
 
-Code that reads through the mapping itself (slices, scans) keeps it small with releases. Pages of a memory-mapped file that a process has touched count in its resident set until the
-mapping drops them. A mini-batch stream touches every page once per epoch, so without a release
+Code that reads through the mapping itself (slices, scans) keeps it small with releases. Pages
+of a memory-mapped file that a process has touched count in its resident set until the mapping
+drops them. A mini-batch stream touches every page once per epoch, so without a release
 the resident set grows to the file size. After every `RELEASE_EVERY_BYTES` read from a mapping we
 tell the kernel the process no longer needs its pages (madvise DONTNEED); clean file pages stay in
 the page cache and are mapped again on demand. A release and the page faults that follow it cost
@@ -47,13 +48,13 @@ def read_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
   so is a mapping whose file can no longer be opened (deleted or moved since it was mapped)."""
   rows = np.asarray(rows, dtype=np.int64).reshape(-1)
   position = _file_position(array)
-  if position is not None and rows.size and (rows.min() < 0 or rows.max() >= len(array)):
-    raise IndexError(f"rows {rows.min()}..{rows.max()} asked of an array of {len(array)} rows")
-  try:
-    if position is not None:
+  if position is not None:
+    if rows.size and (rows.min() < 0 or rows.max() >= len(array)):
+      raise IndexError(f"rows {rows.min()}..{rows.max()} asked of an array of {len(array)} rows")
+    try:
       return _pread_rows(array, rows, position)
-  except FileNotFoundError:
-    pass
+    except FileNotFoundError:
+      pass
   result = np.asarray(array[rows])
   note_read(array, rows)
   return result
