@@ -5,6 +5,7 @@ import os
 import chex
 import flax
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -19,6 +20,7 @@ from dl_jax.gan.augment import augment, cutout, cutout_corners, translate, trans
 from dl_jax.gan.ema import ema_decay_at
 from dl_jax.gan.losses import discriminator_loss, generator_loss
 from dl_jax.gan.state import generate, generator_variables
+from dl_jax.gan.step import r1_penalty
 from dl_jax.models.cnn import CNN
 from dl_jax.train import FitConfig, create_train_state, fit, make_eval_step
 from experiments import gan
@@ -369,4 +371,42 @@ def test_bad_augmentation_config_is_refused(tmp_path):
   with pytest.raises(ValueError, match="cutout_fraction"):
     gan.run(dataclasses.replace(gan.smoke_config(), cutout_fraction=0.0), str(tmp_path))
   assert not os.listdir(tmp_path)
+
+
+
+# ---- R1 gradient penalty -----------------------------------------------------------------------
+
+def test_r1_penalty_of_a_linear_discriminator_is_its_squared_weight_norm():
+  w = jax.random.normal(jax.random.PRNGKey(0), SHAPE)
+  linear = lambda x: jnp.sum(x * w, axis=(1, 2, 3)) + 3.0
+  real = jnp.asarray(_real_batch(5)["x"])
+  assert float(r1_penalty(linear, real)) == pytest.approx(float(jnp.sum(w ** 2)), rel=1e-5)
+  # A logit that depends on x squared: grad 2x, so the penalty is the mean of 4|x|^2.
+  square = lambda x: jnp.sum(x ** 2, axis=(1, 2, 3))
+  expected = np.mean(4 * np.sum(np.asarray(real) ** 2, axis=(1, 2, 3)))
+  assert float(r1_penalty(square, real)) == pytest.approx(expected, rel=1e-5)
+
+
+def _discriminator_grads(step, state):
+  """The discriminator's parameter update of one step, as a flat vector."""
+  after, _ = step(jax.tree_util.tree_map(jnp.copy, state), _real_batch())
+  before = jax.flatten_util.ravel_pytree(state.discriminator.params)[0]
+  return jax.flatten_util.ravel_pytree(after.discriminator.params)[0] - before
+
+
+def test_r1_penalty_changes_the_discriminator_update_only_on_its_lazy_steps():
+  generator, discriminator = TinyGAN.generator, TinyGAN.discriminator
+  plain = make_gan_step(generator, discriminator, LATENT)
+  every = make_gan_step(generator, discriminator, LATENT, r1_weight=1.0)
+  lazy = make_gan_step(generator, discriminator, LATENT, r1_weight=1.0, r1_every=2)
+  for step_number, lazy_applies in ((4, True), (5, False)):
+    state = TinyGAN.init().replace(step=jnp.asarray(step_number, jnp.int32))
+    updates = {name: _discriminator_grads(fn, state)
+               for name, fn in (("plain", plain), ("every", every), ("lazy", lazy))}
+    assert not np.allclose(updates["every"], updates["plain"])
+    if lazy_applies:
+      assert not np.allclose(updates["lazy"], updates["plain"])
+      assert not np.allclose(updates["lazy"], updates["every"])  # weighted twice as much
+    else:
+      np.testing.assert_array_equal(updates["lazy"], updates["plain"])
 

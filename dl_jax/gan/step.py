@@ -39,13 +39,17 @@ def no_augmentation(key: jax.Array, images: jax.Array) -> jax.Array:
 
 
 def gan_step_fn(generator, discriminator, latent_dim: int, ema_decay: float = 0.999,
-                augment=no_augmentation):
+                augment=no_augmentation, r1_weight: float = 0.0, r1_every: int = 1):
   """The un-jitted `gan_step(state, batch) -> (new_state, metrics)`, to jit or vmap over seeds.
 
   `batch['x']` holds real images [batch, H, W, C]; labels are ignored. `ema_decay` is the
   generator weight average's decay (0: the average is the last weights). `augment(key, images)`
   transforms every image the discriminator sees, real and generated, in both updates (e.g.
-  dl_jax.gan.augment.augment with its policy bound; by default none). Metrics: both losses,
+  dl_jax.gan.augment.augment with its policy bound; by default none). `r1_weight` > 0 adds
+  r1_weight / 2 * E|grad_x D(x)|^2 on real images to the discriminator's loss (Mescheder et al.
+  2018): it flattens the discriminator around the data. With `r1_every` k > 1 the penalty is
+  "lazy" (Karras et al. 2020, sec. 3.1): computed on every k-th step only, weighted k times, for
+  about 1/k of its cost. Metrics: both losses,
   the mean D(x) and D(G(z)), and each player's gradient and parameter norms.
   """
 
@@ -69,7 +73,13 @@ def gan_step_fn(generator, discriminator, latent_dim: int, ema_decay: float = 0.
       logits = discriminate(d_params, jnp.concatenate([real, fake]), keys["d_dropout"],
                             keys["d_augment"])
       real_logits, fake_logits = jnp.split(logits, 2)
-      return jnp.mean(discriminator_loss(real_logits, fake_logits)), (real_logits, fake_logits)
+      loss = jnp.mean(discriminator_loss(real_logits, fake_logits))
+      if r1_weight:
+        penalty = lambda: r1_weight * r1_every / 2 * r1_penalty(
+            lambda x: discriminate(d_params, x, keys["d_dropout"], keys["d_augment"]), real)
+        loss += (penalty() if r1_every == 1 else
+                 jax.lax.cond(state.step % r1_every == 0, penalty, lambda: jnp.zeros(())))
+      return loss, (real_logits, fake_logits)
 
     (d_loss, (real_logits, fake_logits)), d_grads = jax.value_and_grad(
         d_loss_fn, has_aux=True)(d_state.params)
@@ -97,9 +107,18 @@ def gan_step_fn(generator, discriminator, latent_dim: int, ema_decay: float = 0.
   return gan_step
 
 
+def r1_penalty(logits_fn, real: jax.Array) -> jax.Array:
+  """Mean over real images of |d logit / d image|^2; every logit depends on its own image only
+  (up to a minibatch-std feature), so one gradient of their sum gives all of them."""
+  grads = jax.grad(lambda x: jnp.sum(logits_fn(x)))(real)
+  return jnp.mean(jnp.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=1))
+
+
 def make_gan_step(generator, discriminator, latent_dim: int, ema_decay: float = 0.999,
-                  augment=no_augmentation, vmap_seeds: bool = False):
+                  augment=no_augmentation, r1_weight: float = 0.0, r1_every: int = 1,
+                  vmap_seeds: bool = False):
   """`gan_step_fn` jitted with the state donated; `vmap_seeds` steps states stacked over seeds
   (batches stacked [seeds, batch, ...])."""
-  step = gan_step_fn(generator, discriminator, latent_dim, ema_decay, augment)
+  step = gan_step_fn(generator, discriminator, latent_dim, ema_decay, augment, r1_weight,
+                     r1_every)
   return jax.jit(jax.vmap(step) if vmap_seeds else step, donate_argnums=0)
