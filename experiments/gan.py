@@ -165,6 +165,9 @@ def _check(config: GANConfig) -> None:
     raise ValueError("min_class_fraction must be in (0, 1) and distance_ratio_target > 0")
   if not (0 <= config.translation_fraction < 0.5 and 0 < config.cutout_fraction <= 1):
     raise ValueError("translation_fraction must be in [0, 0.5) and cutout_fraction in (0, 1]")
+  if config.r1_weight < 0 or config.r1_every < 1:
+    raise ValueError(f"r1_weight must be >= 0 and r1_every >= 1; got {config.r1_weight} and "
+                     f"{config.r1_every}")
   check_policy(config.augment)
 
 

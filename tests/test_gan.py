@@ -244,6 +244,10 @@ def test_bad_config_is_refused_before_training(tmp_path):
     gan.run(dataclasses.replace(gan.smoke_config(), generator_channels=(8, 4, 2)), str(tmp_path))
   with pytest.raises(ValueError, match="at least one seed"):
     gan.run(dataclasses.replace(gan.smoke_config(), seeds=()), str(tmp_path))
+  with pytest.raises(ValueError, match="r1_every >= 1"):
+    gan.run(dataclasses.replace(gan.smoke_config(), r1_every=0), str(tmp_path))
+  with pytest.raises(ValueError, match="r1_weight must be >= 0"):
+    gan.run(dataclasses.replace(gan.smoke_config(), r1_weight=-1.0), str(tmp_path))
   assert not os.listdir(tmp_path)  # nothing written
 
 
@@ -399,6 +403,8 @@ def test_r1_penalty_changes_the_discriminator_update_only_on_its_lazy_steps():
   plain = make_gan_step(generator, discriminator, LATENT)
   every = make_gan_step(generator, discriminator, LATENT, r1_weight=1.0)
   lazy = make_gan_step(generator, discriminator, LATENT, r1_weight=1.0, r1_every=2)
+  with pytest.raises(ValueError, match="r1_every >= 1"):
+    make_gan_step(generator, discriminator, LATENT, r1_weight=1.0, r1_every=0)
   for step_number, lazy_applies in ((4, True), (5, False)):
     state = TinyGAN.init().replace(step=jnp.asarray(step_number, jnp.int32))
     updates = {name: _discriminator_grads(fn, state)

@@ -49,9 +49,12 @@ def gan_step_fn(generator, discriminator, latent_dim: int, ema_decay: float = 0.
   r1_weight / 2 * E|grad_x D(x)|^2 on real images to the discriminator's loss (Mescheder et al.
   2018): it flattens the discriminator around the data. With `r1_every` k > 1 the penalty is
   "lazy" (Karras et al. 2020, sec. 3.1): computed on every k-th step only, weighted k times, for
-  about 1/k of its cost. Metrics: both losses,
-  the mean D(x) and D(G(z)), and each player's gradient and parameter norms.
+  about 1/k of its cost. Metrics: both losses, the mean D(x) and D(G(z)), and each player's
+  gradient and parameter norms.
   """
+  if r1_weight < 0 or r1_every < 1:
+    raise ValueError(f"the R1 penalty needs r1_weight >= 0 and r1_every >= 1; got r1_weight "
+                     f"{r1_weight}, r1_every {r1_every}")
 
   def gan_step(state: GANState, batch: dict) -> tuple[GANState, dict]:
     real = batch["x"]
@@ -108,8 +111,8 @@ def gan_step_fn(generator, discriminator, latent_dim: int, ema_decay: float = 0.
 
 
 def r1_penalty(logits_fn, real: jax.Array) -> jax.Array:
-  """Mean over real images of |d logit / d image|^2; every logit depends on its own image only
-  (up to a minibatch-std feature), so one gradient of their sum gives all of them."""
+  """Mean over real images of |d logit / d image|^2; every logit depends on its own image only,
+  so one gradient of their sum gives all of them."""
   grads = jax.grad(lambda x: jnp.sum(logits_fn(x)))(real)
   return jnp.mean(jnp.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=1))
 
