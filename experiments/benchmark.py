@@ -21,9 +21,12 @@ OpenMP threads far more than XLA's, so only a quiet run compares the frameworks 
 """
 
 import dataclasses
+import json
 import os
 import platform
 import statistics
+import subprocess
+import tempfile
 import time
 from typing import Callable
 
@@ -86,6 +89,9 @@ class BenchmarkConfig:
   target_max_steps: int = 2000  # the time-to-target race gives up here
   target_eval_every: int = 25
   target_scale: float = 1.0  # multiplies every case's target accuracy (smoke: an easy target)
+  races: bool = True  # the time-to-target race after the throughput (first round only)
+  rounds: int = 1  # passes over every case and framework, order reversed every other pass
+  torch_python: str = ""  # an interpreter with torch (e.g. a Python 3.11 venv); "" = this one
 
 
 def smoke_config() -> BenchmarkConfig:
@@ -108,10 +114,13 @@ def run(config: BenchmarkConfig, workdir: str) -> dict:
     batches = case_batches(case, config)
     model = make_model(case.model, 10, **dict(case.options))
     flops = train_step_flops(model, batches[0], config.learning_rate)
-    figures = {"train_flops_per_step": flops, "frameworks": {}}
-    for framework in config.frameworks:
-      figures["frameworks"][framework] = _measure(framework, case, model, batches, config, flops,
-                                                  peak)
+    rounds = [{framework: _measure(framework, name, model, batches, config, flops, peak,
+                                   race=config.races and r == 0)
+               for framework in _round_order(config.frameworks, r)}
+              for r in range(config.rounds)]
+    figures = {"train_flops_per_step": flops, "frameworks": {
+        framework: _across_rounds([one[framework] for one in rounds])
+        for framework in config.frameworks}}
     figures["num_params"] = count_params(
         create_train_state(model, optax.sgd(0.0), batches[0]["x"], 0).params)
     results["cases"][name] = figures
@@ -124,20 +133,74 @@ def run(config: BenchmarkConfig, workdir: str) -> dict:
   return results
 
 
-def _measure(framework: str, case: Case, model, batches: list[dict], config: BenchmarkConfig,
-             flops: float, peak: float) -> dict:
-  """Throughput on resident batches, then (where the case has a target) the time-to-target race,
-  each from a fresh initialization."""
+def _round_order(frameworks: tuple[str, ...], round_index: int) -> tuple[str, ...]:
+  """Frameworks in the given order on even rounds, reversed on odd ones: neither side is always
+  timed first (a machine's speed drifts over minutes)."""
+  return frameworks if round_index % 2 == 0 else frameworks[::-1]
+
+
+def _across_rounds(rounds: list[dict]) -> dict:
+  """One framework's figures over rounds: the first round's, with steps/s (and what follows from
+  it) the median of every round's, and each round's rate kept."""
+  figures = dict(rounds[0])
+  if "skipped" in figures or len(rounds) == 1:
+    return figures
+  rates = [r["steps_per_second"] for r in rounds]
+  scale = statistics.median(rates) / figures["steps_per_second"]
+  figures.update(steps_per_second=statistics.median(rates), round_rates=rates,
+                 examples_per_second=figures["examples_per_second"] * scale,
+                 flop_utilisation=figures["flop_utilisation"] * scale)
+  return figures
+
+
+def _measure(framework: str, name: str, model, batches: list[dict], config: BenchmarkConfig,
+             flops: float, peak: float, race: bool) -> dict:
+  """Throughput on resident batches, then (where the case has a target and `race`) the
+  time-to-target race, each from a fresh initialization; torch in `config.torch_python` when set."""
+  if framework != "jax" and config.torch_python:
+    return _measure_in(config.torch_python, framework, name, config, race, flops, peak)
+  case = CASES[name]
   trainer = _trainer(framework, case, model, batches[0]["x"], config)
   if trainer is None:
-    return {"skipped": "PyTorch is not installed (pip install -e '.[bench]')"}
+    return {"skipped": "PyTorch is not installed here: pip install torch==2.13.0 (the CPU build "
+                       "on Python 3.11 here; see the README), or pass --torch_python"}
   prepared = [trainer.prepare(b) for b in batches]
   figures = time_steps(lambda i: trainer.train(prepared[i % len(prepared)]), case.batch_size,
                        config, flops, peak)
-  if case.target_accuracy is not None:
+  if race and case.target_accuracy is not None:
     figures["to_target"] = time_to_target(
         _trainer(framework, case, model, batches[0]["x"], config), case, config)
   return figures
+
+
+def _measure_in(python: str, framework: str, name: str, config: BenchmarkConfig, race: bool,
+                flops: float, peak: float) -> dict:
+  """`_measure` run by another interpreter (`python -m experiments.benchmark` on one case and one
+  framework), with FLOP utilisation from this process's FLOP count and peak."""
+  child = dataclasses.replace(config, cases=(name,), frameworks=(framework,), rounds=1,
+                              torch_python="", peak_matmul_size=64, races=race)
+  with tempfile.TemporaryDirectory() as workdir:
+    command = [python, "-m", "experiments.benchmark", f"--workdir={workdir}",
+               *(f"--{key}={_flag_value(value)}" for key, value in dataclasses.asdict(child).items()
+                 if key != "torch_python")]
+    done = subprocess.run(command, capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if done.returncode != 0:
+      last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+      return {"skipped": f"{python} failed ({last})"}
+    with open(os.path.join(workdir, "results.json")) as f:
+      child_results = json.load(f)
+  figures = child_results["cases"][name]["frameworks"][framework]
+  if "skipped" in figures:
+    return {"skipped": f"{python}: {figures['skipped']}"}
+  figures["flop_utilisation"] = figures.get("steps_per_second", 0.0) * flops / peak
+  figures["interpreter"] = f"{python} (Python {child_results['machine']['python']}, " \
+                           f"torch {child_results['torch']})"
+  return figures
+
+
+def _flag_value(value) -> str:
+  return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def _summary(framework: str, figures: dict) -> str:
@@ -159,8 +222,12 @@ def _check(config: BenchmarkConfig) -> None:
     unknown = sorted(set(getattr(config, name)) - set(known))
     if unknown:
       raise ValueError(f"unknown {name} {unknown}; choose from {list(known)}")
-  if config.windows < 1 or config.steps_per_window < 1:
-    raise ValueError("windows and steps_per_window must be at least 1")
+  if config.windows < 1 or config.steps_per_window < 1 or config.rounds < 1:
+    raise ValueError("windows, steps_per_window and rounds must be at least 1")
+  if config.torch_python and not (os.path.isfile(config.torch_python)
+                                  and os.access(config.torch_python, os.X_OK)):
+    raise ValueError(f"--torch_python {config.torch_python!r} is not an executable file; give "
+                     "the python of a venv with torch (e.g. .venv-3.11/bin/python)")
 
 
 def case_batches(case: Case, config: BenchmarkConfig) -> list[dict[str, np.ndarray]]:
@@ -316,15 +383,21 @@ def _torch_version() -> str | None:
 
 def machine_description() -> dict:
   return {"platform": platform.platform(), "processor": platform.processor(),
-          "cpu_count": os.cpu_count(), "jax": jax.__version__, "device": str(jax.devices()[0])}
+          "cpu_count": os.cpu_count(), "python": platform.python_version(),
+          "jax": jax.__version__, "device": str(jax.devices()[0])}
 
 
 def markdown_table(results: dict) -> str:
   """steps/s, examples/s, first step and FLOP utilisation per case and framework; jax / others."""
   load = results["load_average"]
+  machine, torch = results["machine"], results["torch"] or "not installed"
+  children = {r["interpreter"] for case in results["cases"].values()
+              for r in case["frameworks"].values() if "interpreter" in r}
   rows = [f"fp32 matmul peak measured: {results['matmul_peak_gflops']:.0f} GFLOP/s; "
-          f"torch: {results['torch'] or 'not installed'}; load average {load['before']:.1f} "
-          f"before, {load['after']:.1f} after", "",
+          f"jax {machine['jax']} on Python {machine.get('python', '?')}; "
+          f"torch: {'; '.join(sorted(children)) or torch}; "
+          f"{results['config'].get('rounds', 1)} interleaved round(s), median steps/s; "
+          f"load average {load['before']:.1f} before, {load['after']:.1f} after", "",
           "| case | params | framework | steps/s | examples/s | first step (s) | FLOP util. "
           "| jax / this |",
           "|---|---|---|---|---|---|---|---|"]

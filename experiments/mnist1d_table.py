@@ -25,6 +25,7 @@ from absl import app, flags
 from dl_jax import optim
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import load_dataset
+from dl_jax.environment import environment
 from dl_jax.models import MODELS, make_model
 from dl_jax.plots import plot_mean_std_curves
 from dl_jax.train import classification_loss, classification_metrics, count_params
@@ -145,7 +146,9 @@ def run(config: TableConfig, workdir: str) -> dict:
   if unknown:
     raise ValueError(f"unknown models {unknown}; choose from {sorted(MODELS)}")
   write_config(workdir, dataclasses.asdict(config))
-  results = {"config": dataclasses.asdict(config), "device": str(jax.devices()[0]), "runs": {}}
+  start = time.perf_counter()
+  results = {"config": dataclasses.asdict(config), "device": str(jax.devices()[0]),
+             "environment": environment(), "runs": {}}
   programs = {}
   for dataset_name in config.datasets:
     dataset = load_dataset(dataset_name, config.val_fraction, val_seed=0)
@@ -160,6 +163,7 @@ def run(config: TableConfig, workdir: str) -> dict:
         {name: (r["steps"], r["curves"]["test"]["accuracy"]) for name, r in runs.items()},
         os.path.join(workdir, "plots", f"test_accuracy_{dataset_name}.png"),
         ylabel="test accuracy", title=f"{dataset_name}: test accuracy, mean ± std over seeds")
+  results["wall_seconds"] = time.perf_counter() - start
   write_json(os.path.join(workdir, "results.json"), results)
   table = markdown_table(results)
   with open(os.path.join(workdir, "results.md"), "w") as f:
@@ -184,7 +188,18 @@ def markdown_table(results: dict) -> str:
           f"| {percent(f['train']['accuracy'])} | {percent(f['gap']['train_test_accuracy'])} "
           f"| {r['seconds_per_seed']:.1f}{reused} "
           f"| {r['seconds_per_1000_steps_per_seed']:.2f}{reused} |")
-  return "\n".join(rows)
+  return "\n".join(rows + _measured_on(results))
+
+
+def _measured_on(results: dict) -> list[str]:
+  """One line under the table: the stack and machine it was measured on, and its wall time."""
+  env = results.get("environment")
+  if env is None:
+    return []
+  packages = env["packages"]
+  return ["", f"Python {env['python']}, jax {packages['jax']}, flax {packages['flax']}, "
+              f"{env['machine']['cpu_count']} CPU cores ({', '.join(env['devices'])}); "
+              f"whole table {results['wall_seconds'] / 60:.1f} min."]
 
 
 def define_flags() -> None:

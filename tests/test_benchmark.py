@@ -1,5 +1,7 @@
 import dataclasses
+import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -78,3 +80,35 @@ def test_case_batches_wrap_around_a_small_training_split():
   config = dataclasses.replace(benchmark.smoke_config(), num_batches=50)  # 50 x 128 > 4000
   batches = benchmark.case_batches(benchmark.CASES["mlp_512x2@128"], config)
   assert len(batches) == 50 and all(len(b["y"]) == 128 for b in batches)
+
+
+def test_rounds_alternate_the_order_and_report_the_median_rate(tmp_path):
+  config = dataclasses.replace(benchmark.smoke_config(), cases=("mlp_512x2@128",), rounds=3,
+                               races=False)
+  results = benchmark.run(config, str(tmp_path))
+  jax_figures = results["cases"]["mlp_512x2@128"]["frameworks"]["jax"]
+  assert len(jax_figures["round_rates"]) == 3 and "to_target" not in jax_figures
+  assert jax_figures["steps_per_second"] == sorted(jax_figures["round_rates"])[1]
+  assert benchmark._round_order(("a", "b", "c"), 1) == ("c", "b", "a")
+  assert "3 interleaved round(s)" in (tmp_path / "results.md").read_text()
+
+
+def test_torch_side_runs_in_the_interpreter_given(tmp_path):
+  """The child process gets the case, the framework and every timing setting as flags; its
+  figures (or its reason to skip) come back under the framework's name."""
+  config = dataclasses.replace(benchmark.smoke_config(), cases=("cnn_mnist1d@100",),
+                               frameworks=("jax", "torch_eager"), torch_python=sys.executable)
+  figures = benchmark.run(config, str(tmp_path))["cases"]["cnn_mnist1d@100"]["frameworks"]
+  torch_figures = figures["torch_eager"]
+  if importlib.util.find_spec("torch") is None:
+    assert torch_figures["skipped"].startswith(f"{sys.executable}: PyTorch is not installed")
+  else:
+    assert torch_figures["steps_per_second"] > 0 and "to_target" in torch_figures
+    assert torch_figures["interpreter"].startswith(sys.executable)
+    assert len(torch_figures["window_rates"]) == config.windows
+
+
+def test_torch_python_that_is_not_an_interpreter_is_refused(tmp_path):
+  config = dataclasses.replace(benchmark.smoke_config(), torch_python=str(tmp_path / "nope"))
+  with pytest.raises(ValueError, match="is not an executable file"):
+    benchmark.run(config, str(tmp_path))

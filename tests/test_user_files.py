@@ -81,7 +81,8 @@ def _write_idx(path, array: np.ndarray, gz=False):
   header = bytes([0, 0, codes[array.dtype], array.ndim])
   header += np.asarray(array.shape, dtype=">u4").tobytes()
   payload = header + array.tobytes()
-  (gzip.open if gz else open)(path, "wb").write(payload)
+  with (gzip.open if gz else open)(path, "wb") as f:  # closing flushes: a gzip stream is buffered
+    f.write(payload)
 
 
 @pytest.mark.parametrize("gz", [False, True])

@@ -1,0 +1,24 @@
+"""What a result was measured on: Python, package versions, the machine and JAX's devices."""
+
+import importlib.metadata
+import os
+import platform
+
+import jax
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "orbax-checkpoint", "numpy", "scipy",
+            "scikit-learn", "mnist1d", "mlxtend", "num2words", "matplotlib", "markdown-it-py")
+
+
+def environment() -> dict:
+  """Package versions, Python, the machine and JAX's devices: saved beside every result."""
+  def version(package):
+    try:
+      return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      return None
+  return {"packages": {p: version(p) for p in PACKAGES}, "python": platform.python_version(),
+          "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                      "cpu_count": os.cpu_count()},
+          "devices": [f"{d.platform}:{d.device_kind}" for d in jax.devices()],
+          "process_count": jax.process_count()}
