@@ -13,6 +13,8 @@ from typing import Any, Mapping, Sequence
 
 from absl import flags
 
+from dl_jax import compilation_cache
+
 
 def define_config_flags(config_cls: type, choices: Mapping[str, Sequence[str]] | None = None,
                         help: Mapping[str, str] | None = None) -> None:
@@ -37,14 +39,19 @@ def define_config_flags(config_cls: type, choices: Mapping[str, Sequence[str]] |
 def define_experiment_flags(config_cls: type, default_workdir: str,
                             choices: Mapping[str, Sequence[str]] | None = None,
                             help: Mapping[str, str] | None = None) -> None:
-  """--workdir, --smoke, and one flag per config field."""
+  """--workdir, --smoke, --compilation_cache, and one flag per config field."""
   flags.DEFINE_string("workdir", default_workdir, "Where config, metrics, results and plots go.")
   flags.DEFINE_bool("smoke", False, "Start from the seconds-long smoke config (other flags apply).")
+  flags.DEFINE_string("compilation_cache", compilation_cache.default_directory(),
+                      "Folder of JAX's persistent compilation cache: a second identical run loads "
+                      "its compiled programs instead of compiling them. Empty: off.")
   define_config_flags(config_cls, choices, help)
 
 
 def experiment_config(config_cls: type, smoke_config) -> Any:
-  """The smoke or default config, with the flags set on the command line applied."""
+  """The smoke or default config, with the flags set on the command line applied; turns on the
+  compilation cache that --compilation_cache names (before anything compiles)."""
+  compilation_cache.enable(flags.FLAGS.compilation_cache)
   base = smoke_config() if flags.FLAGS.smoke else config_cls()
   return config_from_flags(config_cls, base)
 

@@ -1,13 +1,28 @@
-"""Figures that experiments save into `workdir/plots/` (matplotlib, no screen needed)."""
+"""Figures that experiments save into `workdir/plots/` (matplotlib, no screen needed).
+
+Figures are made with matplotlib's object API (`matplotlib.figure.Figure`), not pyplot: no
+backend is chosen, no global state changes, and matplotlib is imported only when a plot is drawn.
+"""
 
 import os
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
+
+def subplots(nrows: int = 1, ncols: int = 1, figsize=None, **kwargs):
+  """(figure, axes) like `pyplot.subplots`, for a figure that is only ever saved to a file."""
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=figsize)
+  return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def colour_cycle() -> list[str]:
+  """matplotlib's default line colours, in order."""
+  import matplotlib
+
+  return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def plot_mean_std_curves(curves: Mapping[str, tuple[Sequence[int], np.ndarray]], path: str,
@@ -16,7 +31,7 @@ def plot_mean_std_curves(curves: Mapping[str, tuple[Sequence[int], np.ndarray]],
 
   curves[label] = (steps, values[evaluation, seed]).
   """
-  fig, ax = plt.subplots(figsize=(7, 4.5))
+  fig, ax = subplots(figsize=(7, 4.5))
   for label, (steps, values) in curves.items():
     values = np.asarray(values, dtype=float).reshape(len(steps), -1)
     mean, std = values.mean(axis=1), values.std(axis=1)
@@ -29,9 +44,8 @@ def plot_mean_std_curves(curves: Mapping[str, tuple[Sequence[int], np.ndarray]],
 
 
 def save_figure(fig, path: str) -> str:
-  """Saves and closes `fig`, creating the folder; returns the path."""
+  """Saves `fig` as a file, creating the folder; returns the path."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
   return path

@@ -53,7 +53,7 @@ from dl_jax.data import Dataset, load_dataset
 from dl_jax.diagnostics import first_last_ratio, layer_gradient_norms
 from dl_jax.initializers import get_initializer
 from dl_jax.models import MLP
-from dl_jax.plots import plt, save_figure  # pyplot with the screenless Agg backend selected
+from dl_jax.plots import save_figure, subplots
 from dl_jax.train import classification_loss, classification_metrics, create_train_state, evaluate
 from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_train_step,
                                 stack_states)
@@ -315,7 +315,7 @@ def plot_gradient_profiles(results: dict, dataset: str, directory: str) -> str:
   activation; the top row at initialization, the bottom row at the end of training."""
   config, steps = results["config"], (results["probe_steps"][0], results["probe_steps"][-1])
   deepest, inits = max(config["depths"]), config["inits"]
-  fig, axes = plt.subplots(2, len(inits), figsize=(4.2 * len(inits), 7), squeeze=False,
+  fig, axes = subplots(2, len(inits), figsize=(4.2 * len(inits), 7), squeeze=False,
                            sharey="row")
   for row, step in enumerate(steps):
     for col, init in enumerate(inits):
@@ -338,7 +338,7 @@ def plot_accuracy_heatmaps(results: dict, dataset: str, directory: str) -> str:
   """Mean test accuracy, depth x activation, one panel per init."""
   config = results["config"]
   depths, activations, inits = config["depths"], config["activations"], config["inits"]
-  fig, axes = plt.subplots(1, len(inits), figsize=(4.2 * len(inits), 0.5 * len(depths) + 2.5),
+  fig, axes = subplots(1, len(inits), figsize=(4.2 * len(inits), 0.5 * len(depths) + 2.5),
                            squeeze=False)
   for ax, init in zip(axes[0], inits):
     grid = np.array([[_find(results["runs"], dataset, d, a, init)["mean"]["test"]

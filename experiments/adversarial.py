@@ -39,7 +39,7 @@ from dl_jax.adversarial.training import (ATTACK_STREAM, adversarial_loss, eval_l
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.models.cnn import CNN
-from dl_jax.plots import plt, save_figure  # pyplot with the screenless Agg backend selected
+from dl_jax.plots import save_figure, subplots
 from dl_jax.train import classification_loss, classification_metrics, count_params, evaluate
 from dl_jax.train.rng import stream_id
 from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_init,
@@ -428,7 +428,7 @@ def plot_accuracy_vs_eps(results: dict, directory: str) -> str:
   config = results["config"]
   steps = sorted(config["pgd_eval_steps"])
   panels = ["noise", "fgsm"] + [f"pgd{k}" for k in steps]
-  fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), sharey=True)
+  fig, axes = subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), sharey=True)
   for ax, attack in zip(axes, panels):
     for training, run in _ordered_runs(results):
       eps = [0.0] + list(config["eval_eps"])
@@ -462,7 +462,7 @@ def plot_examples(config: RobustnessConfig, dataset: Dataset, attacks: dict, pre
     params = unstack_state(states_, 0).params
     x_adv = np.asarray(attack(params, test["x"], test["y"], keys, eps))
     rows.append((training, x_adv, np.asarray(predict(params, x_adv))))
-  fig, axes = plt.subplots(len(rows), count, figsize=(1.3 * count, 1.45 * len(rows)),
+  fig, axes = subplots(len(rows), count, figsize=(1.3 * count, 1.45 * len(rows)),
                            squeeze=False)
   for r, (name, images, predictions) in enumerate(rows):
     for c in range(count):

@@ -66,7 +66,7 @@ from dl_jax.gan import (Discriminator, Generator, augment, class_coverage, class
                         save_sample_grid)
 from dl_jax.gan.augment import check_policy
 from dl_jax.models.cnn import CNN
-from dl_jax.plots import plot_mean_std_curves, plt, save_figure
+from dl_jax.plots import plot_mean_std_curves, save_figure, subplots
 from dl_jax.stats import mean_std
 from dl_jax.train import (FitConfig, classification_loss, classification_metrics, fit,
                           make_eval_step, make_train_step, stream_key)
@@ -458,7 +458,7 @@ def plot_class_histogram(results: dict, directory: str) -> str:
   fractions = np.asarray(results["summary"]["class_fractions"]["values"], dtype=float)
   test = np.asarray(results["reference"]["coverage_test"]["fractions"])
   classes = np.arange(len(test))
-  fig, ax = plt.subplots(figsize=(7, 4))
+  fig, ax = subplots(figsize=(7, 4))
   ax.bar(classes - 0.2, 100 * fractions.mean(0), 0.4, yerr=100 * fractions.std(0),
          label="generated")
   ax.bar(classes + 0.2, 100 * test, 0.4, label="test digits")

@@ -41,7 +41,7 @@ from dl_jax.data import load_dataset
 from dl_jax.data.augment import write_augmented
 from dl_jax.diagnostics.gradient_noise import expected_variance_ratio, gradient_noise
 from dl_jax.models import MLP
-from dl_jax.plots import plt, save_figure
+from dl_jax.plots import save_figure, subplots
 from dl_jax.train import classification_loss, classification_metrics
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step, unstack_state)
@@ -173,7 +173,7 @@ def _noise(loss_fn, params, dataset, batch_size: int, num_batches: int) -> dict:
 
 def plot_sweep(name: str, runs: dict, n: int, path: str) -> str:
   """Test accuracy against epochs and seconds; gradient noise and step time against batch size."""
-  fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+  fig, axes = subplots(1, 4, figsize=(18, 4))
   for label, r in runs.items():
     mean = np.mean(r["test_accuracy"], axis=1)
     axes[0].plot(r["epochs"], mean, label=f"batch {label}")

@@ -60,7 +60,7 @@ from dl_jax.data.pairs import (ClassIndex, PairBatches, per_class_subset, sample
 from dl_jax.metric_losses import pair_distances
 from dl_jax.models.mlp import MLP
 from dl_jax.models.siamese import PairEncoder
-from dl_jax.plots import plot_mean_std_curves, plt, save_figure
+from dl_jax.plots import plot_mean_std_curves, save_figure, subplots
 from dl_jax.train import NonFiniteError, count_params
 from dl_jax.train.metric_learning import LOSSES, pair_loss
 from dl_jax.train.seeds import make_seeds_init, make_seeds_train_step, unstack_state
@@ -375,7 +375,7 @@ def plot_accuracy_bars(results: dict, directory: str) -> str:
   """One-shot and verification accuracy per model on train, seen test and unseen test."""
   sets = ("train", "test_seen", "test_unseen")
   names = list(results["variants"])
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+  fig, axes = subplots(1, 2, figsize=(12, 4.5))
   for ax, metric in zip(axes, ("one_shot", "verification")):
     for i, name in enumerate(names):
       v = results["variants"][name]

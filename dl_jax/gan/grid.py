@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dl_jax.plots import plt, save_figure
+from dl_jax.plots import save_figure, subplots
 
 
 def tile(images: np.ndarray, columns: int) -> np.ndarray:
@@ -20,7 +20,7 @@ def tile(images: np.ndarray, columns: int) -> np.ndarray:
 def save_sample_grid(panels: dict[str, np.ndarray], path: str, title: str,
                      columns: int = 8) -> str:
   """One grayscale mosaic per panel (e.g. per seed), side by side; pixels in [0, 1]."""
-  fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+  fig, axes = subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
   for ax, (label, images) in zip(axes[0], panels.items()):
     ax.imshow(tile(images, columns), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_title(label, fontsize=9)
