@@ -18,6 +18,8 @@ from dl_jax.readme_blocks import replace_block
 BLOCKS = {
     "benchmark": ("runs/benchmark/results.md",
                   "python -m experiments.benchmark --rounds=3 --torch_python=.venv-3.11/bin/python"),
+    "conv-parts": ("runs/conv_parts/results.md",
+                   "python -m experiments.conv_parts --torch_python=.venv-3.11/bin/python"),
     "mnist1d-table": ("runs/mnist1d_table/results.md", "python -m experiments.mnist1d_table"),
 }
 

@@ -112,3 +112,14 @@ def test_torch_python_that_is_not_an_interpreter_is_refused(tmp_path):
   config = dataclasses.replace(benchmark.smoke_config(), torch_python=str(tmp_path / "nope"))
   with pytest.raises(ValueError, match="is not an executable file"):
     benchmark.run(config, str(tmp_path))
+
+
+def test_conv_parts_times_the_three_parts_and_tabulates_them(tmp_path):
+  from experiments import conv_parts
+
+  results = conv_parts.run(conv_parts.smoke_config(), str(tmp_path))
+  times = results["milliseconds"]["jax"]
+  assert set(times) == set(conv_parts.PARTS) and all(t[0] > 0 for t in times.values())
+  table = (tmp_path / "results.md").read_text().splitlines()
+  assert table[0].startswith("| 32 -> 64 channel 3x3 conv") and "jax " in table[0]
+  assert [row.split(" | ")[0] for row in table[2:]] == [f"| {p}" for p in conv_parts.PARTS]
