@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from dl_jax.config_flags import define_experiment_flags, experiment_config
-from dl_jax.train.writers import write_config, write_json
+from dl_jax.train.writers import quiet_library_logs, write_config, write_json
 
 PARTS = ("forward", "input gradient", "weight gradient")
 SHAPES = {"x": (128, 14, 14, 32), "w": (3, 3, 32, 64), "g": (128, 14, 14, 64)}  # NHWC, HWIO
@@ -143,6 +143,7 @@ def markdown_table(results: dict) -> str:
 
 def main(argv):
   del argv
+  quiet_library_logs()
   config = experiment_config(ConvPartsConfig, smoke_config)
   if config.framework == "torch":  # the child: one round of torch, as JSON on stdout
     print(json.dumps({"name": versions("torch"), "parts": torch_parts(config.calls)}))
