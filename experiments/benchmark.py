@@ -61,9 +61,13 @@ class Case:
 TARGETS = {"cnn_flax_mnist": 0.95, "mlp": 0.93, "cnn_mnist1d": 0.50, "gru_mnist1d": 0.40}
 MLP_512 = (("widths", (512, 512)), ("activation", "relu"), ("dropout_rate", 0.0),
            ("residual", False))
+# The same CNN as plain Flax code would write it (nn.Conv and nn.avg_pool): what our tuning gains.
+PLAIN_FLAX_CNN = (("channels", (32, 64)), ("kernel_sizes", (3, 3)), ("pool", "avg_window"),
+                  ("widths", (256,)), ("conv", "xla"))
 CASES = {
     "cnn_flax_mnist@128": Case("cnn_flax_mnist", (), "mnist", 128, "flax_mnist_cnn",
                                target_accuracy=TARGETS["cnn_flax_mnist"]),
+    "cnn_flax_mnist_plain@128": Case("cnn", PLAIN_FLAX_CNN, "mnist", 128, "flax_mnist_cnn"),
     "mlp_512x2@128": Case("mlp", MLP_512, "mnist", 128, "mlp",
                           ((512, 512), 784), target_accuracy=TARGETS["mlp"]),
     "mlp_512x2@1024": Case("mlp", MLP_512, "mnist", 1024, "mlp",

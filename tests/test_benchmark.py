@@ -123,3 +123,15 @@ def test_conv_parts_times_the_three_parts_and_tabulates_them(tmp_path):
   table = (tmp_path / "results.md").read_text().splitlines()
   assert table[0].startswith("| 32 -> 64 channel 3x3 conv") and "jax " in table[0]
   assert [row.split(" | ")[0] for row in table[2:]] == [f"| {p}" for p in conv_parts.PARTS]
+
+
+def test_plain_flax_cnn_case_computes_the_tuned_cnn_with_the_same_parameters():
+  import jax
+
+  tuned = benchmark.make_model("cnn_flax_mnist", 10)
+  plain_case = benchmark.CASES["cnn_flax_mnist_plain@128"]
+  plain = benchmark.make_model(plain_case.model, 10, **dict(plain_case.options))
+  x = np.random.default_rng(0).normal(size=(2, 28, 28, 1)).astype(np.float32)
+  params = tuned.init(jax.random.key(0), x)
+  assert jax.tree.structure(plain.init(jax.random.key(0), x)) == jax.tree.structure(params)
+  np.testing.assert_allclose(plain.apply(params, x), tuned.apply(params, x), rtol=1e-4, atol=1e-5)
