@@ -10,6 +10,18 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "orbax-checkpoint", "numpy
             "scikit-learn", "mnist1d", "mlxtend", "num2words", "matplotlib", "markdown-it-py")
 
 
+def cpu_model() -> str:
+  """The CPU's model name (first core of /proc/cpuinfo on Linux; else what `platform` knows)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
   """Package versions, Python, the machine and JAX's devices: saved beside every result."""
   def version(package):
@@ -19,6 +31,6 @@ def environment() -> dict:
       return None
   return {"packages": {p: version(p) for p in PACKAGES}, "python": platform.python_version(),
           "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                      "cpu_count": os.cpu_count()},
+                      "cpu": cpu_model(), "cpu_count": os.cpu_count()},
           "devices": [f"{d.platform}:{d.device_kind}" for d in jax.devices()],
           "process_count": jax.process_count()}

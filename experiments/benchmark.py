@@ -38,6 +38,7 @@ from absl import app, flags
 
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import BatchIterator, load_dataset
+from dl_jax.environment import cpu_model
 from dl_jax.models import make_model
 from dl_jax.train import classification_loss, count_params, create_train_state, make_train_step
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
@@ -387,7 +388,7 @@ def _torch_version() -> str | None:
 
 def machine_description() -> dict:
   return {"platform": platform.platform(), "processor": platform.processor(),
-          "cpu_count": os.cpu_count(), "python": platform.python_version(),
+          "cpu": cpu_model(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
           "jax": jax.__version__, "device": str(jax.devices()[0])}
 
 
@@ -397,7 +398,8 @@ def markdown_table(results: dict) -> str:
   machine, torch = results["machine"], results["torch"] or "not installed"
   children = {r["interpreter"] for case in results["cases"].values()
               for r in case["frameworks"].values() if "interpreter" in r}
-  rows = [f"fp32 matmul peak measured: {results['matmul_peak_gflops']:.0f} GFLOP/s; "
+  rows = [f"{machine['cpu_count']} cores of {machine.get('cpu', 'a CPU')}; "
+          f"fp32 matmul peak measured: {results['matmul_peak_gflops']:.0f} GFLOP/s; "
           f"jax {machine['jax']} on Python {machine.get('python', '?')}; "
           f"torch: {'; '.join(sorted(children)) or torch}; "
           f"{results['config'].get('rounds', 1)} interleaved round(s), median steps/s; "

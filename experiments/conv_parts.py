@@ -22,6 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from dl_jax.config_flags import define_experiment_flags, experiment_config
+from dl_jax.environment import cpu_model
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
 
 PARTS = ("forward", "input gradient", "weight gradient")
@@ -117,6 +118,7 @@ def run(config: ConvPartsConfig, workdir: str) -> dict:
         names["torch"] = child["name"]
         rounds["torch"].append(child["parts"])
   results = {"config": dataclasses.asdict(config), "frameworks": names,
+             "machine": {"cpu": cpu_model(), "cpu_count": os.cpu_count()},
              "milliseconds": {fw: {part: [r[part] for r in rs] for part in PARTS}
                               for fw, rs in rounds.items()}}
   write_json(os.path.join(workdir, "results.json"), results)
@@ -138,6 +140,10 @@ def markdown_table(results: dict) -> str:
       low, high = min(values), max(values)
       cells.append(f"{low:.1f} ms" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f} ms")
     rows.append(f"| {part} | " + " | ".join(cells) + " |")
+  machine = results.get("machine")
+  if machine:
+    rows += ["", f"{machine['cpu_count']} cores of {machine['cpu']}; "
+                 f"{results['config']['rounds']} interleaved round(s), the range of their medians."]
   return "\n".join(rows)
 
 

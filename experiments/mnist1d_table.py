@@ -198,7 +198,8 @@ def _measured_on(results: dict) -> list[str]:
     return []
   packages = env["packages"]
   return ["", f"Python {env['python']}, jax {packages['jax']}, flax {packages['flax']}, "
-              f"{env['machine']['cpu_count']} CPU cores ({', '.join(env['devices'])}); "
+              f"{env['machine']['cpu_count']} cores of {env['machine'].get('cpu', 'a CPU')} "
+              f"({', '.join(env['devices'])}); "
               f"whole table {results['wall_seconds'] / 60:.1f} min."]
 
 

@@ -122,7 +122,8 @@ def test_conv_parts_times_the_three_parts_and_tabulates_them(tmp_path):
   assert set(times) == set(conv_parts.PARTS) and all(t[0] > 0 for t in times.values())
   table = (tmp_path / "results.md").read_text().splitlines()
   assert table[0].startswith("| 32 -> 64 channel 3x3 conv") and "jax " in table[0]
-  assert [row.split(" | ")[0] for row in table[2:]] == [f"| {p}" for p in conv_parts.PARTS]
+  assert [row.split(" | ")[0] for row in table[2:5]] == [f"| {p}" for p in conv_parts.PARTS]
+  assert table[-1].startswith(f"{results['machine']['cpu_count']} cores of ")
 
 
 def test_plain_flax_cnn_case_computes_the_tuned_cnn_with_the_same_parameters():

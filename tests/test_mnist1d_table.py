@@ -9,6 +9,7 @@ import numpy as np
 import optax
 
 from dl_jax.data import load_dataset
+from dl_jax.environment import cpu_model
 from experiments import mnist1d_table
 
 
@@ -64,6 +65,7 @@ def test_reused_programs_are_marked_in_the_table(tmp_path):
   first, second, blank, measured_on = table[2:]
   assert "*" not in first and first.endswith("|") and second.count("*") == 2
   assert blank == "" and measured_on.startswith(f"Python {platform.python_version()}, jax ")
+  assert f"cores of {cpu_model()} (" in measured_on
 
 
 def test_flattened_optimizer_updates_like_adam():
