@@ -22,6 +22,12 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
+def describe_cpu(machine: dict) -> str:
+  """'2 cores of <CPU model>' from a result's machine record (older records lack the model)."""
+  return (f"{machine['cpu_count']} cores of "
+          f"{machine.get('cpu') or machine.get('processor') or 'an unnamed CPU'}")
+
+
 def environment() -> dict:
   """Package versions, Python, the machine and JAX's devices: saved beside every result."""
   def version(package):

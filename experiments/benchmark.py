@@ -38,7 +38,7 @@ from absl import app, flags
 
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import BatchIterator, load_dataset
-from dl_jax.environment import cpu_model
+from dl_jax.environment import cpu_model, describe_cpu
 from dl_jax.models import make_model
 from dl_jax.train import classification_loss, count_params, create_train_state, make_train_step
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
@@ -398,7 +398,7 @@ def markdown_table(results: dict) -> str:
   machine, torch = results["machine"], results["torch"] or "not installed"
   children = {r["interpreter"] for case in results["cases"].values()
               for r in case["frameworks"].values() if "interpreter" in r}
-  rows = [f"{machine['cpu_count']} cores of {machine.get('cpu', 'a CPU')}; "
+  rows = [f"{describe_cpu(machine)}; "
           f"fp32 matmul peak measured: {results['matmul_peak_gflops']:.0f} GFLOP/s; "
           f"jax {machine['jax']} on Python {machine.get('python', '?')}; "
           f"torch: {'; '.join(sorted(children)) or torch}; "

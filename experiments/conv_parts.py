@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from dl_jax.config_flags import define_experiment_flags, experiment_config
-from dl_jax.environment import cpu_model
+from dl_jax.environment import cpu_model, describe_cpu
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
 
 PARTS = ("forward", "input gradient", "weight gradient")
@@ -142,7 +142,7 @@ def markdown_table(results: dict) -> str:
     rows.append(f"| {part} | " + " | ".join(cells) + " |")
   machine = results.get("machine")
   if machine:
-    rows += ["", f"{machine['cpu_count']} cores of {machine['cpu']}; "
+    rows += ["", f"{describe_cpu(machine)}; "
                  f"{results['config']['rounds']} interleaved round(s), the range of their medians."]
   return "\n".join(rows)
 

@@ -25,7 +25,7 @@ from absl import app, flags
 from dl_jax import optim
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import load_dataset
-from dl_jax.environment import environment
+from dl_jax.environment import describe_cpu, environment
 from dl_jax.models import MODELS, make_model
 from dl_jax.plots import plot_mean_std_curves
 from dl_jax.train import classification_loss, classification_metrics, count_params
@@ -198,8 +198,7 @@ def _measured_on(results: dict) -> list[str]:
     return []
   packages = env["packages"]
   return ["", f"Python {env['python']}, jax {packages['jax']}, flax {packages['flax']}, "
-              f"{env['machine']['cpu_count']} cores of {env['machine'].get('cpu', 'a CPU')} "
-              f"({', '.join(env['devices'])}); "
+              f"{describe_cpu(env['machine'])} ({', '.join(env['devices'])}); "
               f"whole table {results['wall_seconds'] / 60:.1f} min."]
 
 
