@@ -26,6 +26,7 @@ from dl_jax.phases import Phases, seconds_since_process_start
 from dl_jax.train import (FitConfig, NonFiniteError, classification_loss, classification_metrics,
                           create_train_state, fit, make_eval_step, make_train_step)
 from dl_jax.train.parallel import DataParallel, data_mesh, initialize_distributed
+from dl_jax.train.workdir_lock import WorkdirBusyError, workdir_lock
 from dl_jax.train.writers import ConfigMismatchError, quiet_library_logs, write_config
 
 
@@ -125,10 +126,12 @@ def main(argv):
   phases = Phases()
   phases.add("startup (interpreter, imports)", seconds_since_process_start() or 0.0)
   try:
-    results = run(experiment_config(TrainConfig, smoke_config), flags.FLAGS.workdir,
-                  phases=phases)
-  except (DataError, NonFiniteError, ConfigMismatchError) as e:
-    sys.exit(f"error: {e}")
+    with workdir_lock(flags.FLAGS.workdir):  # before config.json is written
+      results = run(experiment_config(TrainConfig, smoke_config), flags.FLAGS.workdir,
+                    phases=phases)
+  except (DataError, NonFiniteError, ConfigMismatchError, WorkdirBusyError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   logging.info("results: %s", json.dumps(results, indent=2))
   rows = [(name, results[name]) for name in ("train", "val", "test") if name in results]
   print("\n".join(f"{name:>5}: accuracy {r['accuracy']:.4f}  loss {r['loss']:.4f}" for name, r in rows))

@@ -19,6 +19,7 @@ from dl_jax.train.checkpoint import Checkpointer
 from dl_jax.train.evaluate import evaluate
 from dl_jax.train.parallel import DataParallel
 from dl_jax.train.state import TrainState, count_params
+from dl_jax.train.workdir_lock import workdir_lock
 from dl_jax.train.writers import MetricsLog, Progress, write_json
 
 Hook = Callable[[int, TrainState], None]
@@ -55,7 +56,16 @@ def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitC
   one), then evaluates every split. Writes metrics.jsonl and results.json; returns the results.
   With `parallel`, batches are split over its mesh and the state is replicated on it. The wall
   time of each phase (the caller's `phases` so far, then this loop's) goes into results["phases"].
+  The workdir is locked for the run: a second process training into it gets WorkdirBusyError.
   """
+  with workdir_lock(workdir):
+    return _fit(state, train_step, eval_step, dataset, config, workdir, hooks, parallel, phases)
+
+
+def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitConfig,
+         workdir: str, hooks: Sequence[Hook] = (),
+         parallel: DataParallel | None = None,
+         phases: Phases | None = None) -> tuple[TrainState, dict]:
   phases = phases if phases is not None else Phases()
   parallel = parallel or _SingleDevice()
   parallel.check_batch_size(config.batch_size)
