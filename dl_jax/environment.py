@@ -28,6 +28,12 @@ def describe_cpu(machine: dict) -> str:
           f"{machine.get('cpu') or machine.get('processor') or 'an unnamed CPU'}")
 
 
+def machine_record() -> dict:
+  """The machine a result was measured on: platform, architecture, CPU model and core count."""
+  return {"platform": platform.platform(), "processor": platform.machine(), "cpu": cpu_model(),
+          "cpu_count": os.cpu_count()}
+
+
 def environment() -> dict:
   """Package versions, Python, the machine and JAX's devices: saved beside every result."""
   def version(package):
@@ -36,7 +42,6 @@ def environment() -> dict:
     except importlib.metadata.PackageNotFoundError:
       return None
   return {"packages": {p: version(p) for p in PACKAGES}, "python": platform.python_version(),
-          "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                      "cpu": cpu_model(), "cpu_count": os.cpu_count()},
+          "machine": machine_record(),
           "devices": [f"{d.platform}:{d.device_kind}" for d in jax.devices()],
           "process_count": jax.process_count()}

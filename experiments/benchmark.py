@@ -38,7 +38,7 @@ from absl import app, flags
 
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import BatchIterator, load_dataset
-from dl_jax.environment import cpu_model, describe_cpu
+from dl_jax.environment import describe_cpu, machine_record
 from dl_jax.models import make_model
 from dl_jax.train import classification_loss, count_params, create_train_state, make_train_step
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
@@ -387,9 +387,8 @@ def _torch_version() -> str | None:
 
 
 def machine_description() -> dict:
-  return {"platform": platform.platform(), "processor": platform.processor(),
-          "cpu": cpu_model(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-          "jax": jax.__version__, "device": str(jax.devices()[0])}
+  return {**machine_record(), "python": platform.python_version(), "jax": jax.__version__,
+          "device": str(jax.devices()[0])}
 
 
 def markdown_table(results: dict) -> str:

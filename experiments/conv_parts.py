@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from dl_jax.config_flags import define_experiment_flags, experiment_config
-from dl_jax.environment import cpu_model, describe_cpu
+from dl_jax.environment import describe_cpu, machine_record
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
 
 PARTS = ("forward", "input gradient", "weight gradient")
@@ -118,7 +118,7 @@ def run(config: ConvPartsConfig, workdir: str) -> dict:
         names["torch"] = child["name"]
         rounds["torch"].append(child["parts"])
   results = {"config": dataclasses.asdict(config), "frameworks": names,
-             "machine": {"cpu": cpu_model(), "cpu_count": os.cpu_count()},
+             "machine": machine_record(),
              "milliseconds": {fw: {part: [r[part] for r in rs] for part in PARTS}
                               for fw, rs in rounds.items()}}
   write_json(os.path.join(workdir, "results.json"), results)
