@@ -8,52 +8,69 @@ without defining a flag name twice.
 """
 
 import dataclasses
+import sys
 import typing
 from typing import Any, Mapping, Sequence
 
 from absl import flags
 
 from dl_jax import compilation_cache
+from dl_jax.settings import ConfigError, validate
 
 
 def define_config_flags(config_cls: type, choices: Mapping[str, Sequence[str]] | None = None,
                         help: Mapping[str, str] | None = None) -> None:
-  """Defines --<field> for every field of `config_cls`, defaulting to the dataclass default."""
+  """Defines --<field> for every field of `config_cls`, defaulting to the dataclass default. Help
+  text and choices come from the field's `setting(...)`, else from `help` and `choices`."""
   choices, help = choices or {}, help or {}
+  owner = {"module_name": _script()}
   for field in dataclasses.fields(config_cls):
-    name, default, text = field.name, field.default, help.get(field.name, field.name)
-    if name in choices:
-      flags.DEFINE_enum(name, default, list(choices[name]), text)
+    name, default = field.name, field.default
+    text = field.metadata.get("help") or help.get(name, name)
+    field_choices = field.metadata.get("choices") or choices.get(name)
+    if field_choices:
+      flags.DEFINE_enum(name, default, list(field_choices), text, **owner)
     elif _is_tuple(field.type):
-      flags.DEFINE_list(name, [str(v) for v in default], text)
+      flags.DEFINE_list(name, [str(v) for v in default], text, **owner)
     elif field.type is bool:
-      flags.DEFINE_bool(name, default, text)
+      flags.DEFINE_bool(name, default, text, **owner)
     elif field.type is int:
-      flags.DEFINE_integer(name, default, text)
+      flags.DEFINE_integer(name, default, text, **owner)
     elif field.type is float:
-      flags.DEFINE_float(name, default, text)
+      flags.DEFINE_float(name, default, text, **owner)
     else:
-      flags.DEFINE_string(name, default, text)
+      flags.DEFINE_string(name, default, text, **owner)
 
 
 def define_experiment_flags(config_cls: type, default_workdir: str,
                             choices: Mapping[str, Sequence[str]] | None = None,
                             help: Mapping[str, str] | None = None) -> None:
   """--workdir, --smoke, --compilation_cache, and one flag per config field."""
-  flags.DEFINE_string("workdir", default_workdir, "Where config, metrics, results and plots go.")
-  flags.DEFINE_bool("smoke", False, "Start from the seconds-long smoke config (other flags apply).")
+  owner = {"module_name": _script()}
+  flags.DEFINE_string("workdir", default_workdir, "Where config, metrics, results and plots go.",
+                      **owner)
+  flags.DEFINE_bool("smoke", False, "Start from the seconds-long smoke config (other flags apply).",
+                    **owner)
   flags.DEFINE_string("compilation_cache", compilation_cache.default_directory(),
                       "Folder of JAX's persistent compilation cache: a second identical run loads "
-                      "its compiled programs instead of compiling them. Empty: off.")
+                      "its compiled programs instead of compiling them. Empty: off.", **owner)
   define_config_flags(config_cls, choices, help)
 
 
-def experiment_config(config_cls: type, smoke_config) -> Any:
-  """The smoke or default config, with the flags set on the command line applied; turns on the
-  compilation cache that --compilation_cache names (before anything compiles)."""
-  compilation_cache.enable(flags.FLAGS.compilation_cache)
+def experiment_config(config_cls: type, smoke_config, hold_workdir: bool = True) -> Any:
+  """The smoke or default config, with the flags set on the command line applied and every field
+  checked (ConfigError); then takes --workdir for this process (WorkdirBusyError if another live
+  process has it; `hold_workdir=False` leaves that to the caller, e.g. after joining a
+  multi-process run) and turns on the compilation cache that --compilation_cache names (before
+  anything compiles)."""
+  from dl_jax.train.workdir_lock import hold  # the lock asks JAX which process writes
+
   base = smoke_config() if flags.FLAGS.smoke else config_cls()
-  return config_from_flags(config_cls, base)
+  config = validate(config_from_flags(config_cls, base))
+  if hold_workdir:
+    hold(flags.FLAGS.workdir)
+  compilation_cache.enable(flags.FLAGS.compilation_cache)
+  return config
 
 
 def config_from_flags(config_cls: type, base: Any) -> Any:
@@ -64,10 +81,23 @@ def config_from_flags(config_cls: type, base: Any) -> Any:
     if flag.present:
       value = flag.value
       if _is_tuple(field.type):
-        element = typing.get_args(field.type)[0]
-        value = tuple(element(v) for v in value)
+        value = _parse_list(field.name, typing.get_args(field.type)[0], value)
       overrides[field.name] = value
   return dataclasses.replace(base, **overrides)
+
+
+def _script() -> str:
+  """The module absl's --help lists as the program's own: the script that was run (sys.argv[0]),
+  so its config flags show up there rather than under this module."""
+  return sys.argv[0]
+
+
+def _parse_list(name: str, element: type, values: Sequence[str]) -> tuple:
+  try:
+    return tuple(element(v) for v in values)
+  except ValueError:
+    raise ConfigError(f"--{name}={','.join(values)}: every value must be of type "
+                      f"{element.__name__}, comma separated.") from None
 
 
 def _is_tuple(annotation) -> bool:

@@ -44,9 +44,9 @@ import time
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from dl_jax import optim
+from dl_jax import cli, optim
 from dl_jax.activations import get_activation
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
@@ -376,7 +376,7 @@ def main(argv):
   try:
     _check(config)
   except ValueError as e:  # a bad name or size: a sentence, not a traceback
-    sys.exit(f"error: {e}")
+    cli.fail(str(e))
   results = run(config, flags.FLAGS.workdir)
   print("\n".join(headline_table(results)))
   print(f"wall time {results['wall_seconds']:.0f} s; full tables in "
@@ -385,4 +385,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

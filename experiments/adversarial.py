@@ -28,8 +28,9 @@ import time
 import jax
 import numpy as np
 import optax
-from absl import app, flags
+from absl import flags
 
+from dl_jax import cli
 from dl_jax.adversarial.attacks import cross_entropy_loss, fgsm, pgd, uniform_noise
 from dl_jax.adversarial.evaluation import accuracy_under_attack, make_predict
 from dl_jax.adversarial.learned_adversary import (PerturbationGenerator, adversary_round_fn,
@@ -499,7 +500,7 @@ def main(argv):
   try:
     check_config(config)
   except ValueError as e:
-    sys.exit(f"error: {e}")
+    cli.fail(str(e))
   results = run(config, flags.FLAGS.workdir)
   print("\n".join(accuracy_table(results) + [""] + checks_lines(results)))
   print(f"wall time {results['wall_seconds']:.0f} s; full report in "
@@ -508,4 +509,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

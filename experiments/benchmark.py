@@ -34,8 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import app, flags
+from absl import flags
 
+from dl_jax import cli
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import BatchIterator, load_dataset
 from dl_jax.environment import describe_cpu, machine_record
@@ -451,4 +452,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -15,12 +15,13 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
+import tempfile
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from dl_jax import cli
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.environment import describe_cpu, machine_record
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
@@ -96,9 +97,11 @@ def versions(framework: str) -> str:
 
 def torch_in(python: str, calls: int) -> dict:
   """torch_parts in another interpreter: this module run there with --framework=torch."""
-  done = subprocess.run([python, "-m", "experiments.conv_parts", "--framework=torch",
-                         f"--calls={calls}", "--compilation_cache="], capture_output=True,
-                        text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  with tempfile.TemporaryDirectory() as workdir:  # the parent holds its own --workdir
+    done = subprocess.run([python, "-m", "experiments.conv_parts", "--framework=torch",
+                           f"--calls={calls}", "--compilation_cache=", f"--workdir={workdir}"],
+                          capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   if done.returncode != 0:
     raise RuntimeError(f"{python} could not time torch: "
                        f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
@@ -157,7 +160,7 @@ def main(argv):
   try:
     print(markdown_table(run(config, flags.FLAGS.workdir)))
   except RuntimeError as e:
-    sys.exit(f"error: {e}")
+    cli.fail(str(e))
 
 
 if __name__ == "__main__":
@@ -167,4 +170,4 @@ if __name__ == "__main__":
                                 "torch_python": "An interpreter with torch (e.g. a Python 3.11 "
                                                 "venv's python); empty: jax only.",
                                 "framework": "What this process times (torch: for the child)."})
-  app.run(main)
+  cli.run(main)

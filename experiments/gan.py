@@ -50,14 +50,14 @@ import dataclasses
 import functools
 import json
 import os
-import sys
 import time
 
 import jax
 import numpy as np
 import optax
-from absl import app, flags
+from absl import flags
 
+from dl_jax import cli
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.gan import (Discriminator, Generator, augment, class_coverage, classifier_outputs,
@@ -494,7 +494,7 @@ def main(argv):
   try:
     _check(config)
   except ValueError as e:
-    sys.exit(f"error: {e}")
+    cli.fail(str(e))
   results = run(config, flags.FLAGS.workdir)
   print("\n".join(headline_table(results)))
   print(f"wall time {results['wall_seconds']:.0f} s; full report in "
@@ -503,4 +503,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -34,8 +34,9 @@ import time
 import jax
 import numpy as np
 import optax
-from absl import app, flags
+from absl import flags
 
+from dl_jax import cli
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import load_dataset
 from dl_jax.data.augment import write_augmented
@@ -311,4 +312,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -20,9 +20,9 @@ from typing import Callable
 import jax
 import numpy as np
 import optax
-from absl import app, flags
+from absl import flags
 
-from dl_jax import optim
+from dl_jax import cli, optim
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import load_dataset
 from dl_jax.environment import describe_cpu, environment
@@ -221,4 +221,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -10,8 +10,9 @@ is replaced whole (dl_jax.readme_blocks), with the command written under the tab
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
+from dl_jax import cli
 from dl_jax.readme_blocks import replace_block
 
 # block name -> (results file, the command that writes it)
@@ -21,6 +22,7 @@ BLOCKS = {
     "conv-parts": ("runs/conv_parts/results.md",
                    "python -m experiments.conv_parts --torch_python=.venv-3.11/bin/python"),
     "mnist1d-table": ("runs/mnist1d_table/results.md", "python -m experiments.mnist1d_table"),
+    "hostile-inputs": ("runs/hostile_inputs/results.md", "python -m experiments.hostile_inputs"),
 }
 
 
@@ -58,4 +60,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.DEFINE_string("readme", "README.md", "The README whose blocks are replaced.")
   flags.DEFINE_list("blocks", list(BLOCKS), f"Blocks to write, of {list(BLOCKS)}.")
-  app.run(main)
+  cli.run(main)

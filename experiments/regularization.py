@@ -38,10 +38,10 @@ import time
 import jax
 import numpy as np
 import optax
-from absl import app, flags
+from absl import flags
 from scipy import stats
 
-from dl_jax import optim
+from dl_jax import cli, optim
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.constraints import max_norm, max_unit_norms
 from dl_jax.data import Dataset, load_dataset
@@ -393,4 +393,4 @@ if __name__ == "__main__":
       "tasks": "dataset:train_size pairs, e.g. mnist:500 (validation is held out first).",
       "strategies": "none, or '+'-joined kind=value: l2, dropout, gaussian, dropconnect, max_norm.",
   })
-  app.run(main)
+  cli.run(main)

@@ -16,8 +16,9 @@ import os
 import jax
 import numpy as np
 import optax
-from absl import app, flags
+from absl import flags
 
+from dl_jax import cli
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.models import make_model
 from dl_jax.train import classification_loss
@@ -116,4 +117,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

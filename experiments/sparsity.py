@@ -45,8 +45,9 @@ import time
 import jax
 import numpy as np
 import optax
-from absl import app, flags
+from absl import flags
 
+from dl_jax import cli
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.models.mlp import MLP
@@ -534,7 +535,7 @@ def main(argv):
   try:
     _check(config)
   except ValueError as e:  # a bad name or size: a sentence, not a traceback
-    sys.exit(f"error: {e}")
+    cli.fail(str(e))
   results = run(config, flags.FLAGS.workdir)
   print("\n".join(_targets_section(results)))
   print(f"wall time {results['wall_seconds']:.0f} s; full tables in "
@@ -543,4 +544,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

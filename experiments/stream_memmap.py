@@ -12,8 +12,9 @@ import resource
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from dl_jax import cli
 from dl_jax.data import BatchIterator, Split
 
 def write_file(path: str, rows: int, row_floats: int, chunk_rows: int = 16384) -> None:
@@ -79,4 +80,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -24,10 +24,11 @@ import sys
 import time
 import traceback
 
-import jax
-from absl import app, flags
+from absl import flags
 
-from dl_jax import readme_blocks
+from dl_jax import cli, readme_blocks
+from dl_jax.errors import UserError
+from dl_jax.settings import ConfigError, each, one_of, setting, validate
 from dl_jax.environment import PACKAGES, describe_cpu, environment
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.report import markdown_table, markdown_to_html
@@ -71,8 +72,13 @@ SMOKE_BUDGET = {
 
 @dataclasses.dataclass(frozen=True)
 class TourConfig:
-  only: tuple[str, ...] = STAGES  # which experiments to run, in this order
-  full: bool = False  # each experiment's own default (paper-scale) config instead of the tour's
+  only: tuple[str, ...] = setting(STAGES, f"Experiments to run, from {list(STAGES)}.",
+                                  check=each(one_of(STAGES)))
+  full: bool = setting(False, "Each experiment's own default (paper-scale) config: hours on a CPU.")
+
+
+class ResultsFileError(UserError, ValueError):
+  """A tour results file that cannot be read back."""
 
 
 def smoke_config() -> TourConfig:
@@ -81,7 +87,7 @@ def smoke_config() -> TourConfig:
 
 def budget_name(config: TourConfig, smoke: bool) -> str:
   if smoke and config.full:
-    raise ValueError("--smoke and --full ask for opposite budgets; give one.")
+    raise ConfigError("--smoke and --full ask for opposite budgets; give one.")
   return "smoke" if smoke else "full" if config.full else "default"
 
 
@@ -114,9 +120,7 @@ def run_stage(name: str, config, workdir: str) -> dict:
 
 def run(config: TourConfig, workdir: str, budget: str = "default") -> dict:
   """Runs the chosen experiments, then writes results.json, report.md and report.html."""
-  unknown = sorted(set(config.only) - set(STAGES))
-  if unknown:
-    raise ValueError(f"unknown experiments {unknown} in --only; choose from {list(STAGES)}")
+  validate(config)
   configs = {name: stage_config(name, budget) for name in STAGES if name in config.only}
   write_config(workdir, {"tour": dataclasses.asdict(config), "budget": budget,
                          "stages": {n: dataclasses.asdict(c) for n, c in configs.items()}})
@@ -133,7 +137,8 @@ def run(config: TourConfig, workdir: str, budget: str = "default") -> dict:
 
 def write_report(results: dict, workdir: str) -> dict:
   """Judges the claims, tabulates generalization, writes results.json, report.md, report.html.
-  Works on `results` as results.json stores it (keys sorted), so a re-render is identical."""
+  Works on `results` as results.json stores it (keys sorted), so a re-render is identical. Every
+  file is written only after all three are made: a failure leaves the old ones as they were."""
   results = json.loads(json.dumps(json_safe(results), sort_keys=True))
   finished = {n: s["results"] for n, s in _in_tour_order(results["stages"])
               if s["results"] is not None}
@@ -141,13 +146,45 @@ def write_report(results: dict, workdir: str) -> dict:
                        for c in judge_claims(finished)]
   results["generalization"] = [row for name, r in finished.items()
                                for row in tour_generalization.rows(name, r)]
-  write_json(os.path.join(workdir, "results.json"), results)
   markdown = report_markdown(results, workdir)
+  html = markdown_to_html(markdown, "dl_jax tour", workdir)
+  write_json(os.path.join(workdir, "results.json"), results)
   with open(os.path.join(workdir, "report.md"), "w") as f:
     f.write(markdown)
   with open(os.path.join(workdir, "report.html"), "w") as f:
-    f.write(markdown_to_html(markdown, "dl_jax tour", workdir))
+    f.write(html)
   return results
+
+
+def rerender(workdir: str) -> dict:
+  """`write_report` on the workdir's results.json; a file that is missing, not JSON, or not
+  shaped as a tour writes it is refused (ResultsFileError) and left untouched."""
+  path = os.path.join(workdir, "results.json")
+  hint = "run the tour into this --workdir again to remake it"
+  try:
+    with open(path) as f:
+      results = json.load(f)
+  except FileNotFoundError:
+    raise ResultsFileError(f"--report_only needs {path}; run the tour into --workdir "
+                           "first.") from None
+  except (OSError, ValueError) as e:  # unreadable, truncated, not JSON
+    raise ResultsFileError(f"{path} cannot be read back ({e}); {hint}.") from None
+  try:
+    _check_results_shape(results)
+    return write_report(results, workdir)
+  except (KeyError, TypeError, ValueError, AttributeError) as e:
+    raise ResultsFileError(f"{path} is not shaped as this version's tour writes it "
+                           f"({type(e).__name__}: {e}); {hint}.") from None
+
+
+def _check_results_shape(results) -> None:
+  if not isinstance(results, dict) or not isinstance(results.get("stages"), dict):
+    raise ValueError("no 'stages' object")
+  for name, stage in results["stages"].items():
+    if name not in STAGES or not isinstance(stage, dict):
+      raise ValueError(f"stage {name!r} is unknown or not an object")
+    for key in ("config", "results", "error", "wall_seconds", "cpu_seconds"):
+      stage[key]  # raises KeyError naming the first missing key
 
 
 def claims_table(results: dict) -> str:
@@ -209,9 +246,7 @@ def update_readme(path: str, results: dict) -> None:
 
 
 def define_flags() -> None:
-  define_experiment_flags(TourConfig, "runs/tour", help={
-      "only": f"Experiments to run, from {list(STAGES)}.",
-      "full": "Each experiment's own default (paper-scale) config: hours on a CPU."})
+  define_experiment_flags(TourConfig, "runs/tour")
   flags.DEFINE_bool("report_only", False, "Re-judge and re-render the report from the workdir's "
                     "results.json without running anything.")
   flags.DEFINE_string("readme", None, "Also write the claims table into this README's block.")
@@ -222,11 +257,7 @@ def main(argv):
   quiet_library_logs()
   workdir = flags.FLAGS.workdir
   if flags.FLAGS.report_only:
-    path = os.path.join(workdir, "results.json")
-    if not os.path.exists(path):
-      raise app.UsageError(f"--report_only needs {path}; run the tour into --workdir first.")
-    with open(path) as f:
-      results = write_report(json.load(f), workdir)
+    results = rerender(workdir)
   else:
     config = experiment_config(TourConfig, smoke_config)
     results = run(config, workdir, budget_name(config, flags.FLAGS.smoke))
@@ -241,4 +272,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -10,50 +10,60 @@ reports 64.6-68% for this model.
 
 import dataclasses
 import json
-import os
-import sys
 from typing import Sequence
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 
-from dl_jax import optim
+from dl_jax import cli, optim
 from dl_jax.activations import ACTIVATIONS
 from dl_jax.config_flags import define_experiment_flags, experiment_config
-from dl_jax.data import EMBEDDED, DataError, load_dataset
+from dl_jax.data import EMBEDDED, MAX_CLASSES, load_dataset
 from dl_jax.models import MODELS, make_model
 from dl_jax.phases import Phases, seconds_since_process_start
-from dl_jax.train import (FitConfig, NonFiniteError, classification_loss, classification_metrics,
+from dl_jax.settings import (ConfigError, at_least, between, each, non_negative_finite,
+                             positive_finite, setting, validate)
+from dl_jax.train import (FitConfig, classification_loss, classification_metrics,
                           create_train_state, fit, make_eval_step, make_train_step)
 from dl_jax.train.parallel import DataParallel, data_mesh, initialize_distributed
-from dl_jax.train.workdir_lock import WorkdirBusyError, workdir_lock
-from dl_jax.train.writers import ConfigMismatchError, quiet_library_logs, write_config
+from dl_jax.train.workdir_lock import hold
+from dl_jax.train.writers import quiet_library_logs, write_config
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  dataset: str = "mnist1d"
-  val_fraction: float = 0.1
-  model: str = "mlp"
-  widths: tuple[int, ...] = (100, 100)
-  activation: str = "relu"
-  residual: bool = True
-  dropout: float = 0.0
-  l2: float = 0.0
-  optimizer: str = "adam"
-  learning_rate: float = 1e-2
-  schedule: str = "constant"
-  warmup_steps: int = 0
-  weight_decay: float = 0.0
-  batch_size: int = 100
-  steps: int = 6000
-  epochs: int = 0  # when > 0, overrides `steps`
-  eval_every: int = 500
-  log_every: int = 100
-  checkpoint_every: int = 1000
-  patience: int = 0
-  seed: int = 0
-  devices: int = 0  # > 0: data-parallel over that many devices (all processes together)
+  dataset: str = setting("mnist1d", f"One of {sorted(EMBEDDED)}, an .npz file, or a directory of "
+                         ".npy/IDX files.")
+  val_fraction: float = setting(0.1, "Share of train held out (stratified) for validation; 0: none.",
+                                check=between(0, 1))
+  max_classes: int = setting(MAX_CLASSES, "Most classes a dataset's labels may imply (labels "
+                             "0 .. N-1); raise it for datasets with more.", check=at_least(2))
+  model: str = setting("mlp", "Model family.", choices=sorted(MODELS))
+  widths: tuple[int, ...] = setting((100, 100), "Hidden widths, comma separated.",
+                                    check=each(at_least(1)))
+  activation: str = setting("relu", "Hidden activation.", choices=sorted(ACTIVATIONS))
+  residual: bool = setting(True, "Skip connections between equal-width hidden layers.")
+  dropout: float = setting(0.0, "Dropout rate on hidden units.", check=between(0, 1))
+  l2: float = setting(0.0, "L2 penalty on the weights, added to the loss.",
+                      check=non_negative_finite)
+  optimizer: str = setting("adam", "Optimizer.", choices=optim.OPTIMIZERS)
+  learning_rate: float = setting(1e-2, "Peak learning rate.", check=positive_finite)
+  schedule: str = setting("constant", "Learning-rate schedule.", choices=optim.SCHEDULES)
+  warmup_steps: int = setting(0, "Linear warm-up steps.", check=at_least(0))
+  weight_decay: float = setting(0.0, "Decoupled weight decay (adamw).", check=non_negative_finite)
+  batch_size: int = setting(100, "Examples per step.", check=at_least(1))
+  steps: int = setting(6000, "Training steps.", check=at_least(1))
+  epochs: int = setting(0, "When > 0, overrides --steps.", check=at_least(0))
+  eval_every: int = setting(500, "Steps between evaluations.", check=at_least(1))
+  log_every: int = setting(100, "Steps between metrics lines.", check=at_least(1))
+  checkpoint_every: int = setting(1000, "Steps between checkpoints.", check=at_least(1))
+  patience: int = setting(0, "Evaluations without a better validation accuracy before stopping; "
+                          "0: off.", check=at_least(0))
+  seed: int = setting(0, "Seed of initialization, data order, dropout and validation split.",
+                      check=at_least(0))
+  devices: int = setting(0, "0: one device, JAX's default placement. N > 0: batches split over N "
+                         "devices of all processes, parameters replicated (jax.sharding).",
+                         check=at_least(0))
 
 
 def smoke_config() -> TrainConfig:
@@ -64,10 +74,19 @@ def smoke_config() -> TrainConfig:
 def run(config: TrainConfig, workdir: str, hooks: Sequence = (),
         phases: Phases | None = None) -> dict:
   """Trains, evaluates and writes config.json, metrics.jsonl, results.json into `workdir`;
-  results["phases"] says where the wall time went."""
+  results["phases"] says where the wall time went. Everything is checked before anything is
+  written: the config, the data, and that the batch fits the data and the devices."""
+  validate(config)
   phases = phases if phases is not None else Phases()
   with phases("data"):
-    dataset = load_dataset(config.dataset, config.val_fraction, val_seed=config.seed)
+    dataset = load_dataset(config.dataset, config.val_fraction, val_seed=config.seed,
+                           max_classes=config.max_classes)
+  check_batch_size(config.batch_size, dataset)
+  # Many processes always train as one data-parallel model: over every device unless told otherwise.
+  devices = config.devices or (jax.device_count() if jax.process_count() > 1 else 0)
+  parallel = DataParallel(data_mesh(devices)) if devices else None
+  if parallel is not None:
+    parallel.check_batch_size(config.batch_size)
   steps = _num_steps(config, len(dataset.train))
   model = make_model(config.model, dataset.num_classes, widths=config.widths,
                      activation=config.activation, dropout_rate=config.dropout,
@@ -84,12 +103,16 @@ def run(config: TrainConfig, workdir: str, hooks: Sequence = (),
                          checkpoint_every=config.checkpoint_every, patience=config.patience)
   train_step = make_train_step(classification_loss(model, config.l2))
   eval_step = make_eval_step(classification_metrics(model))
-  # Many processes always train as one data-parallel model: over every device unless told otherwise.
-  devices = config.devices or (jax.device_count() if jax.process_count() > 1 else 0)
-  parallel = DataParallel(data_mesh(devices)) if devices else None
   _, results = fit(state, train_step, eval_step, dataset, fit_config, workdir, hooks, parallel,
                    phases)
   return results
+
+
+def check_batch_size(batch_size: int, dataset) -> None:
+  """A batch must fit in the training split (steps drop the last, incomplete batch)."""
+  if batch_size > len(dataset.train):
+    raise ConfigError(f"--batch_size={batch_size}: larger than the {len(dataset.train)} training "
+                      f"examples of {dataset.name}; use a batch size <= {len(dataset.train)}.")
 
 
 def _num_steps(config: TrainConfig, num_train: int) -> int:
@@ -101,37 +124,37 @@ def _num_steps(config: TrainConfig, num_train: int) -> int:
 # ---- command line ------------------------------------------------------------------------------
 
 def define_flags() -> None:
-  define_experiment_flags(TrainConfig, "runs/train", choices={
-      "model": sorted(MODELS), "activation": sorted(ACTIVATIONS),
-      "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
-  }, help={
-      "dataset": f"One of {sorted(EMBEDDED)}, an .npz file, or a directory of .npy/IDX files.",
-      "widths": "Hidden widths, comma separated.", "epochs": "When > 0, overrides --steps.",
-      "patience": "Evaluations without a better validation accuracy before stopping; 0: off.",
-      "devices": "0: one device, JAX's default placement. N > 0: batches split over N devices of "
-                 "all processes, parameters replicated (jax.sharding).",
-  })
+  define_experiment_flags(TrainConfig, "runs/train")
   flags.DEFINE_string("coordinator", None, "host:port of process 0, to train as one of many "
                       "processes (jax.distributed); 'auto' on TPU pods and SLURM clusters.")
   flags.DEFINE_integer("num_processes", 1, "Processes in a multi-process run.")
   flags.DEFINE_integer("process_id", 0, "This process's index in a multi-process run.")
+  flags.DEFINE_integer("coordinator_timeout", 120, "Seconds to wait for every process to join "
+                       "the --coordinator before giving up.", lower_bound=1)
+
+
+def join_run(coordinator: str, num_processes: int, process_id: int, timeout_s: int) -> None:
+  """jax.distributed.initialize, or one line and exit 2 when the processes do not all join in
+  `timeout_s` seconds (JAX itself would abort the process at its own, later deadline)."""
+  with cli.deadline(timeout_s, f"process {process_id} of {num_processes} could not join the run "
+                    f"at --coordinator={coordinator} within {timeout_s} s; start every process "
+                    "with the same --coordinator and --num_processes (process 0 on that host), "
+                    "or raise --coordinator_timeout"):
+    initialize_distributed(coordinator, num_processes, process_id, timeout_s + 60)
 
 
 def main(argv):
   del argv
   quiet_library_logs()
+  # checked before anything is written; the workdir is taken once this process knows its index
+  config = experiment_config(TrainConfig, smoke_config, hold_workdir=False)
   if flags.FLAGS.coordinator:
-    initialize_distributed(flags.FLAGS.coordinator, flags.FLAGS.num_processes,
-                           flags.FLAGS.process_id)
+    join_run(flags.FLAGS.coordinator, flags.FLAGS.num_processes, flags.FLAGS.process_id,
+             flags.FLAGS.coordinator_timeout)
+  hold(flags.FLAGS.workdir)
   phases = Phases()
   phases.add("startup (interpreter, imports)", seconds_since_process_start() or 0.0)
-  try:
-    with workdir_lock(flags.FLAGS.workdir):  # before config.json is written
-      results = run(experiment_config(TrainConfig, smoke_config), flags.FLAGS.workdir,
-                    phases=phases)
-  except (DataError, NonFiniteError, ConfigMismatchError, WorkdirBusyError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  results = run(config, flags.FLAGS.workdir, phases=phases)
   logging.info("results: %s", json.dumps(results, indent=2))
   rows = [(name, results[name]) for name in ("train", "val", "test") if name in results]
   print("\n".join(f"{name:>5}: accuracy {r['accuracy']:.4f}  loss {r['loss']:.4f}" for name, r in rows))
@@ -143,4 +166,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

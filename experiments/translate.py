@@ -15,23 +15,20 @@ characters (targets up to 65 tokens), runs ~3x slower per step: 99.95% after 600
 import dataclasses
 import json
 import os
-import sys
 
 import jax
 import numpy as np
 import optax
-from absl import app, flags, logging
+from absl import flags, logging
 
-from dl_jax import optim
+from dl_jax import cli, optim
 from dl_jax.config_flags import define_experiment_flags, experiment_config
-from dl_jax.data import DataError
 from dl_jax.data.translation import LANGUAGES, Translation, translation_data
 from dl_jax.models.seq2seq import ATTENTIONS, CELLS, Seq2Seq
-from dl_jax.train import (FitConfig, NonFiniteError, TrainState, create_train_state, fit,
-                          make_eval_step, make_train_step)
+from dl_jax.train import (FitConfig, TrainState, create_train_state, fit, make_eval_step,
+                          make_train_step)
 from dl_jax.train.sequence import sequence_loss, sequence_metrics
-from dl_jax.train.writers import (ConfigMismatchError, is_writer, quiet_library_logs,
-                                  write_config, write_json)
+from dl_jax.train.writers import is_writer, quiet_library_logs, write_config, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,10 +164,7 @@ def define_flags() -> None:
 def main(argv):
   del argv
   quiet_library_logs()
-  try:
-    results = run(experiment_config(TranslateConfig, smoke_config), flags.FLAGS.workdir)
-  except (DataError, NonFiniteError, ConfigMismatchError) as e:
-    sys.exit(f"error: {e}")
+  results = run(experiment_config(TranslateConfig, smoke_config), flags.FLAGS.workdir)
   logging.info("results: %s", json.dumps(results, indent=2))
   for name in (n for n in ("train", "val", "test") if n in results):
     r = results[name]
@@ -188,4 +182,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

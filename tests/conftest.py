@@ -1,6 +1,7 @@
 """Shared fixtures: small datasets written by the tests themselves."""
 
 import os
+import pathlib
 import tempfile
 
 import jax
@@ -28,6 +29,29 @@ def blobs(n: int, num_classes: int = 3, dim: int = 6, seed: int = 0):
   y = (np.arange(n) % num_classes).astype(np.int32)
   x = (centers[y] + rng.normal(0, 1, (n, dim))).astype(np.float32)
   return x, y
+
+
+@pytest.fixture(scope="session")
+def smoke_tour(tmp_path_factory):
+  """The tour at its smoke budget, run once per test session: (results, workdir). The tests of
+  each experiment's smoke run read that experiment's stage from here (`smoke_stage`) rather than
+  run the same config a second time."""
+  from experiments import tour
+  workdir = str(tmp_path_factory.mktemp("tour"))
+  return tour.run(tour.TourConfig(), workdir, budget="smoke"), workdir
+
+
+@pytest.fixture(scope="session")
+def smoke_stage(smoke_tour):
+  """smoke_stage(name) -> (config, results, workdir) of experiment `name` in the smoke tour."""
+  from experiments import tour
+
+  def stage(name: str):
+    results, workdir = smoke_tour
+    record = results["stages"][name]
+    assert record["error"] is None, record.get("traceback")
+    return tour.stage_config(name, "smoke"), record["results"], pathlib.Path(workdir) / name
+  return stage
 
 
 @pytest.fixture

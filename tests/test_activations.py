@@ -90,9 +90,9 @@ def _strict_json(path):
     return json.load(f, parse_constant=refuse)
 
 
-def test_smoke_run_writes_finite_results_tables_and_plots(tmp_path):
-  config = activations.smoke_config()
-  results = activations.run(config, str(tmp_path))
+def test_smoke_run_writes_finite_results_tables_and_plots(smoke_stage):
+  config, results, tmp_path = smoke_stage("activations")
+  assert config == activations.smoke_config()
   saved = _strict_json(tmp_path / "results.json")
   runs = saved["runs"]
   assert len(runs) == len(config.depths) * len(config.activations) * len(config.inits)

@@ -187,9 +187,9 @@ def test_learned_adversary_round_updates_both_players_within_eps():
   assert not np.array_equal(keys["noise"], keys["adversary"])
 
 
-def test_smoke_run_writes_tables_checks_and_plots(tmp_path):
-  config = adversarial.smoke_config()
-  results = adversarial.run(config, str(tmp_path))
+def test_smoke_run_writes_tables_checks_and_plots(smoke_stage):
+  config, results, tmp_path = smoke_stage("adversarial")
+  assert config == adversarial.smoke_config()
   saved = json.loads((tmp_path / "results.json").read_text())
   assert set(saved["runs"]) == set(adversarial.TRAININGS)
   for run in saved["runs"].values():

@@ -258,9 +258,9 @@ def _strict_json(path):
     return json.load(f, parse_constant=refuse)
 
 
-def test_smoke_run_writes_results_reports_plots_and_checkpoints(tmp_path):
-  config = gan.smoke_config()
-  results = gan.run(config, str(tmp_path))
+def test_smoke_run_writes_results_reports_plots_and_checkpoints(smoke_stage):
+  config, results, tmp_path = smoke_stage("gan")
+  assert config == gan.smoke_config()
   saved = _strict_json(tmp_path / "results.json")
   assert [r["seed"] for r in saved["runs"]] == list(config.seeds)
   ref = saved["reference"]

@@ -98,10 +98,11 @@ def test_loading_fails_under_the_cap_while_a_memory_map_reads_it(tmp_path):
   assert mapped["returncode"] == 0 and 0 < mapped["peak_rss_bytes"] < cap
 
 
-def test_smoke_config_runs_both_parts_end_to_end(tmp_path):
-  results = minibatch.run(minibatch.smoke_config(), str(tmp_path))
+def test_smoke_config_runs_both_parts_end_to_end(smoke_stage):
+  config, results, tmp_path = smoke_stage("minibatch")
+  assert config == minibatch.smoke_config()
   sweep = results["sweep"]["mnist1d"]
-  assert list(sweep["runs"]) == ["32", str(sweep["num_train"])]
+  assert sorted(sweep["runs"], key=int) == ["32", str(sweep["num_train"])]
   for r in sweep["runs"].values():
     assert len(r["test_accuracy"]) == 2 and len(r["test_accuracy"][0]) == 2  # epochs x seeds
     assert r["train_seconds"][0] < r["train_seconds"][1] and r["step_memory_bytes"] > 0

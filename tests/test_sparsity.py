@@ -15,9 +15,8 @@ def _strict_json(path):
     return json.load(f, parse_constant=refuse)
 
 
-def test_smoke_run_prunes_deploys_and_reports(tmp_path):
-  config = sparsity.smoke_config()
-  results = sparsity.run(config, str(tmp_path))
+def test_smoke_run_prunes_deploys_and_reports(smoke_stage):
+  config, results, tmp_path = smoke_stage("sparsity")  # the smoke config, with the tour's settings
   saved = _strict_json(tmp_path / "results.json")
   assert sorted(saved["runs"]) == sorted(config.settings)
   for setting, r in saved["runs"].items():

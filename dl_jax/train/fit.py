@@ -2,7 +2,6 @@
 
 import dataclasses
 import functools
-import hashlib
 import math
 import os
 import time
@@ -13,12 +12,13 @@ import numpy as np
 
 from dl_jax import compilation_cache
 from dl_jax.data import BatchIterator, Dataset
+from dl_jax.errors import UserError
 from dl_jax.data.prefetch import Prefetcher
 from dl_jax.phases import Phases
 from dl_jax.train.checkpoint import Checkpointer
 from dl_jax.train.evaluate import evaluate
 from dl_jax.train.parallel import DataParallel
-from dl_jax.train.state import TrainState, count_params
+from dl_jax.train.state import TrainState, count_params, tree_digest
 from dl_jax.train.workdir_lock import workdir_lock
 from dl_jax.train.writers import MetricsLog, Progress, write_json
 
@@ -44,7 +44,7 @@ class FitConfig:
   prefetch: int | None = None
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(UserError, FloatingPointError):
   """The loss or the gradients became NaN or Inf."""
 
 
@@ -185,11 +185,7 @@ def final_figures(evaluate_split, state: TrainState, dataset: Dataset) -> dict:
 
 def params_fingerprint(params) -> str:
   """A short hash of every parameter's bytes: equal fingerprints mean bit-identical parameters."""
-  digest = hashlib.sha256()
-  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-    digest.update(jax.tree_util.keystr(path).encode())
-    digest.update(np.asarray(leaf).tobytes())
-  return digest.hexdigest()[:16]
+  return tree_digest(params)[:16]
 
 
 def _flush(pending: list, checkpoints: Checkpointer) -> dict[str, float]:

@@ -10,6 +10,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, PartitionSpec
 
+from dl_jax.errors import UserError
+from dl_jax.settings import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -18,11 +21,11 @@ def data_mesh(num_devices: int | None = None) -> Mesh:
   devices = jax.devices()
   if num_devices is not None:
     if not 1 <= num_devices <= len(devices):
-      raise ValueError(f"asked for {num_devices} devices; {len(devices)} are available")
+      raise ConfigError(f"--devices={num_devices}: {len(devices)} devices are available")
     devices = devices[:num_devices]
   missing = set(range(jax.process_count())) - {d.process_index for d in devices}
   if missing:
-    raise ValueError(f"a mesh of {len(devices)} devices leaves out processes {sorted(missing)}; "
+    raise ConfigError(f"a mesh of {len(devices)} devices leaves out processes {sorted(missing)}; "
                      f"every process must hold a device of the mesh: use more devices")
   return Mesh(np.array(devices), (DATA_AXIS,))
 
@@ -44,7 +47,7 @@ class DataParallel:
 
   def check_batch_size(self, batch_size: int) -> None:
     if batch_size % self.num_shards:
-      raise ValueError(f"batch size {batch_size} does not split over {self.num_shards} devices; "
+      raise ConfigError(f"batch size {batch_size} does not split over {self.num_shards} devices; "
                        f"use a multiple of {self.num_shards}")
 
   def put_state(self, state):
@@ -62,16 +65,29 @@ class DataParallel:
     return multihost_utils.host_local_array_to_global_array(batch, self.mesh, PartitionSpec())
 
 
-def initialize_distributed(coordinator: str, num_processes: int, process_id: int) -> None:
+def initialize_distributed(coordinator: str, num_processes: int, process_id: int,
+                           timeout_s: int = 300) -> None:
   """Joins a multi-process run (one process per host or per accelerator group).
 
   `coordinator="auto"` lets JAX read the cluster from the environment (TPU pod slices, SLURM);
   otherwise it is process 0's host:port. CPU devices exchange gradients through Gloo collectives
   (the setting only concerns the CPU backend; GPUs and TPUs use their own). Call before any other
-  JAX work.
+  JAX work. Processes that have not all joined within `timeout_s` seconds: DistributedError.
   """
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  if coordinator == "auto":
-    jax.distributed.initialize()
-  else:
-    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+  try:
+    if coordinator == "auto":
+      jax.distributed.initialize(initialization_timeout=timeout_s)
+    else:
+      jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id,
+                                 initialization_timeout=timeout_s)
+  except (RuntimeError, ValueError) as e:  # JAX's report of a coordinator that never answered
+    raise DistributedError(
+        f"could not join the run at coordinator {coordinator} as process {process_id} of "
+        f"{num_processes} within {timeout_s} s ({str(e).splitlines()[0][:200]}); start every "
+        "process with the same --coordinator and --num_processes, or raise "
+        "--coordinator_timeout") from None
+
+
+class DistributedError(UserError, RuntimeError):
+  """The processes of a multi-process run could not join one another."""

@@ -1,10 +1,12 @@
 """The train state: params, optimizer state, step, the run's root key, and model state."""
 
+import hashlib
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training import train_state
 
@@ -36,6 +38,19 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
   state that is quicker than compiling the initialization, 0.5-1.2 s on this CPU)."""
   root = jax.random.PRNGKey(seed)  # raw uint32 key: checkpointable as a plain array
   return init_train_state(model, tx, jax.tree_util.tree_map(jnp.asarray, example_input), root)
+
+
+def tree_digest(tree) -> str:
+  """SHA-256 of every array leaf's path and bytes (integers as int64, so a step counter that
+  comes back from a checkpoint as another integer type hashes the same)."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    value = np.asarray(leaf)
+    if np.issubdtype(value.dtype, np.integer):
+      value = value.astype(np.int64)
+    digest.update(jax.tree_util.keystr(path).encode())
+    digest.update(np.ascontiguousarray(value).tobytes())
+  return digest.hexdigest()
 
 
 def count_params(params) -> int:

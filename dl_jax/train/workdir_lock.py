@@ -11,13 +11,19 @@ import contextlib
 import fcntl
 import os
 
+from dl_jax.errors import UserError
 from dl_jax.train.writers import is_writer
 
 LOCK_NAME = ".lock"
 _held: set[str] = set()  # workdirs this process holds: taking one again inside is a no-op
+_kept: list[int] = []  # descriptors `hold` locked, kept open until the process ends
 
 
-class WorkdirBusyError(RuntimeError):
+class WorkdirError(UserError, RuntimeError):
+  """The workdir cannot be used: not a directory, not writable."""
+
+
+class WorkdirBusyError(WorkdirError):
   """Another live process holds the workdir."""
 
 
@@ -28,24 +34,46 @@ def workdir_lock(workdir: str):
   if key in _held or not is_writer():
     yield
     return
-  os.makedirs(workdir, exist_ok=True)
-  fd = os.open(os.path.join(workdir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+  fd = _acquire(workdir)
+  _held.add(key)
   try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      raise WorkdirBusyError(
-          f"workdir {workdir} is in use by pid {_holder(fd)}; wait for that run to end, or "
-          f"pass another --workdir") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
-    _held.add(key)
-    try:
-      yield
-    finally:
-      _held.discard(key)
+    yield
   finally:
+    _held.discard(key)
     os.close(fd)  # closing the descriptor releases the lock
+
+
+def hold(workdir: str) -> None:
+  """Takes `workdir` for the rest of this process's life (the kernel releases it at exit):
+  what a research script does once its config is checked, before it writes anything."""
+  key = os.path.realpath(workdir)
+  if key not in _held and is_writer():
+    _kept.append(_acquire(workdir))
+    _held.add(key)
+
+
+def _acquire(workdir: str) -> int:
+  """The open, locked descriptor of `<workdir>/.lock`, which names this process's pid."""
+  fd = _open_lock_file(workdir)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    holder = _holder(fd)
+    os.close(fd)
+    raise WorkdirBusyError(f"workdir {workdir} is in use by pid {holder}; wait for that run to "
+                           "end, or pass another --workdir") from None
+  os.ftruncate(fd, 0)
+  os.write(fd, str(os.getpid()).encode())
+  return fd
+
+
+def _open_lock_file(workdir: str) -> int:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    return os.open(os.path.join(workdir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+  except OSError as e:
+    raise WorkdirError(f"workdir {workdir} cannot be used ({e.strerror}: {e.filename}); pass a "
+                       "--workdir that is a writable directory") from None
 
 
 def _holder(fd: int) -> str:

@@ -10,6 +10,8 @@ import jax
 from absl import flags, logging
 from tqdm import tqdm
 
+from dl_jax.errors import UserError
+
 
 def quiet_library_logs() -> None:
   """Hides orbax's and JAX's per-call INFO lines unless the user asked for a --verbosity."""
@@ -50,7 +52,7 @@ def _write_atomically(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
-class ConfigMismatchError(ValueError):
+class ConfigMismatchError(UserError, ValueError):
   """A workdir already holds a run with another config."""
 
 
@@ -59,14 +61,28 @@ def write_config(workdir: str, config: dict) -> None:
   checkpoints a resumed run would otherwise silently mix with this one."""
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
-    with open(path) as f:
-      existing = json.load(f)
+    try:
+      with open(path) as f:
+        existing = json.load(f)
+    except ValueError as e:
+      raise ConfigMismatchError(f"{path} is not valid JSON ({e}); use a new --workdir, or delete "
+                                "the old run to start over.") from None
     if existing != json.loads(json.dumps(config)):
       changed = sorted(k for k in set(existing) | set(config)
                        if existing.get(k) != json.loads(json.dumps(config.get(k))))
-      raise ConfigMismatchError(f"{workdir} holds a run with a different config (differs in {changed}); "
-                       "use a new --workdir, or delete the old run to start over.")
+      raise ConfigMismatchError(f"{workdir} holds a run with a different config (differs in "
+                                f"{changed}{_data_change(existing, config)}); use a new "
+                                "--workdir, or delete the old run to start over.")
   write_json(path, config)
+
+
+def _data_change(existing: dict, config: dict) -> str:
+  """Says so when the dataset's contents changed under an unchanged name."""
+  before = (existing.get("dataset") or {}).get("fingerprint")
+  after = (config.get("dataset") or {}).get("fingerprint")
+  if before and after and before != after:
+    return f": the dataset's contents changed since the run began, fingerprint {before} -> {after}"
+  return ""
 
 
 class MetricsLog:
