@@ -32,9 +32,9 @@ def read_idx(path: str) -> np.ndarray:
       dtype, shape = _idx_header(path, f)
       offset, expected = 4 + 4 * len(shape), math.prod(shape) * dtype.itemsize
       if not compressed:
-        _check_size(path, shape, expected, os.path.getsize(path) - offset)
+        _check_size(path, shape, dtype, os.path.getsize(path) - offset)
         return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
-      _check_size(path, shape, expected, expected)  # a shape numpy can hold
+      _check_size(path, shape, dtype, expected)  # a shape numpy can hold
       if expected > os.path.getsize(path) * DEFLATE_MAX_RATIO:
         raise DataError(f"{path}: header promises shape {shape} ({expected} bytes), more than a "
                         f"gzip file of {os.path.getsize(path)} bytes can hold; the file is corrupt.")
@@ -44,7 +44,7 @@ def read_idx(path: str) -> np.ndarray:
   if len(payload) > expected:
     raise DataError(f"{path}: holds more than the {expected} bytes its header promises for shape "
                     f"{shape}; the file is corrupt, write or download it again.")
-  _check_size(path, shape, expected, len(payload))
+  _check_size(path, shape, dtype, len(payload))
   return np.frombuffer(payload, dtype=dtype).reshape(shape)
 
 
@@ -74,7 +74,7 @@ def npy_header(path: str, f, available: int) -> tuple[tuple[int, ...], bool, np.
   if dtype.hasobject:
     raise DataError(f"{path}: holds Python objects, which load only through pickle (refused); "
                     "save plain numeric arrays.")
-  _check_size(path, shape, math.prod(shape) * dtype.itemsize, available - f.tell())
+  _check_size(path, shape, dtype, available - f.tell())
   return shape, fortran, dtype
 
 
@@ -101,8 +101,10 @@ def read_npy(path: str, mmap: bool) -> np.ndarray:
   return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
 
-def _check_size(path: str, shape: tuple, expected: int, actual: int) -> None:
-  if math.prod(d for d in shape if d) > 2**62:  # numpy refuses such a shape even with a 0 in it
+def _check_size(path: str, shape: tuple, dtype: np.dtype, actual: int) -> None:
+  """The `actual` bytes after the header must be what `shape` of `dtype` takes."""
+  expected = math.prod(shape) * dtype.itemsize
+  if math.prod(d for d in shape if d) * dtype.itemsize >= 2**62:  # numpy refuses it, 0 or not
     raise DataError(f"{path}: header declares shape {shape}, beyond any array's size; the file is "
                     "corrupt, write or download it again.")
   if actual != expected:

@@ -33,7 +33,8 @@ def load_npz(path: str, max_classes: int = MAX_CLASSES) -> Dataset:
         raise DataError(f"{path}: missing arrays {missing}; found {sorted(members)}. Save the "
                         f"file with np.savez(path, {', '.join(k + '=...' for k in ARRAY_KEYS)}).")
       arrays = {k: read_npz_member(path, archive, members[k + ".npy"]) for k in ARRAY_KEYS}
-  except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, zlib.error) as e:
+  except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, zlib.error,
+          RuntimeError) as e:  # RuntimeError: zipfile's "encrypted" on a garbled flag bit
     raise DataError(f"{path}: not a readable .npz archive ({e}); re-create it with np.savez.") from e
   except OSError as e:
     raise DataError(f"{path}: cannot read ({e.strerror or e}).") from e
