@@ -49,8 +49,12 @@ def reporting(main):
 
 def fail(message: str, status: int = EXIT_USER_ERROR):
   """Prints `error: <message>` as one line on stderr and exits with `status`."""
-  print("error: " + " ".join(message.split()), file=sys.stderr, flush=True)
+  _print_error(message)
   sys.exit(status)
+
+
+def _print_error(message: str) -> None:
+  print("error: " + " ".join(message.split()), file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -58,7 +62,7 @@ def deadline(seconds: float, message: str):
   """Ends the process with `error: <message>` and status 2 if the block runs past `seconds`: for
   library calls that wait in C++ and abort the process, instead of raising, when they give up."""
   def expire():
-    print("error: " + " ".join(message.split()), file=sys.stderr, flush=True)
+    _print_error(message)
     os._exit(EXIT_USER_ERROR)  # the main thread is blocked in C++: exit from here
   timer = threading.Timer(seconds, expire)
   timer.daemon = True

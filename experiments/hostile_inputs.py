@@ -74,8 +74,9 @@ def classify(case: Case, outcome: Outcome, folder: str) -> str:
 
 
 def within_bound(case: Case, outcome: Outcome) -> bool:
-  return (case.rss_bound_mb is None or outcome.peak_rss_mb is None
-          or outcome.peak_rss_mb <= case.rss_bound_mb)
+  """A case with a memory bound passes only with a measured peak under it."""
+  return case.rss_bound_mb is None or (outcome.peak_rss_mb is not None
+                                       and outcome.peak_rss_mb <= case.rss_bound_mb)
 
 
 # ---- the data every case starts from -------------------------------------------------------------
