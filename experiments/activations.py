@@ -41,6 +41,7 @@ import math
 import os
 import sys
 import time
+from typing import Iterator
 
 import jax
 import numpy as np
@@ -52,6 +53,7 @@ from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.diagnostics import first_last_ratio, layer_gradient_norms
 from dl_jax.initializers import get_initializer
+from dl_jax.lab.records import Record, Recorder
 from dl_jax.models import MLP
 from dl_jax.plots import save_figure, subplots
 from dl_jax.train import classification_loss, classification_metrics, create_train_state, evaluate
@@ -112,6 +114,20 @@ def run(config: ActivationsConfig, workdir: str) -> dict:
     f.write(markdown_report(results))
   results["plots"] = save_plots(results, os.path.join(workdir, "plots"))
   return results
+
+
+def records(results: dict, variant: str) -> Iterator[Record]:
+  """Every figure of this experiment as a long-form record (the tour's claims query these)."""
+  rec, seeds = Recorder("activations", variant), results["seeds"]
+  for run in results["runs"]:
+    arm = f"{run['activation']}/{run['init']}, depth {run['depth']}"
+    for split, values in run["accuracy"].items():
+      yield from rec.per_seed(seeds, values, dataset=run["dataset"], arm=arm, split=split,
+                              metric="accuracy")
+    yield rec.single(run["trains"], dataset=run["dataset"], arm=arm, metric="trains")
+    ratio = run["geomean"]["0"]["first_last_ratio"]
+    yield rec.single(ratio if ratio is not None else 0.0, dataset=run["dataset"], arm=arm,
+                     metric="first_last_gradient_ratio_at_init")
 
 
 def _check(config: ActivationsConfig) -> None:

@@ -24,6 +24,7 @@ import functools
 import os
 import sys
 import time
+from typing import Iterator
 
 import jax
 import numpy as np
@@ -39,6 +40,7 @@ from dl_jax.adversarial.training import (ATTACK_STREAM, adversarial_loss, eval_l
                                          fgsm_attack, linear_ramp, pgd_attack)
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
+from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.cnn import CNN
 from dl_jax.plots import save_figure, subplots
 from dl_jax.train import classification_loss, classification_metrics, count_params, evaluate
@@ -123,6 +125,30 @@ def run(config: RobustnessConfig, workdir: str) -> dict:
   results["plots"] = [plot_accuracy_vs_eps(results, plots),
                       plot_examples(config, dataset, attacks, predict, states, plots)]
   return results
+
+
+def records(results: dict, variant: str) -> Iterator[Record]:
+  """Every figure of this experiment as a long-form record (the tour's claims query these)."""
+  config = results["config"]
+  rec, seeds, dataset = Recorder("adversarial", variant), config["seeds"], config["dataset"]
+  for training, run in results["runs"].items():
+    for split in ("train", "val", "test"):
+      yield from rec.per_seed(seeds, run["clean"][split]["accuracy"], dataset=dataset,
+                              arm=training, split=split, metric="accuracy")
+      yield from rec.per_seed(seeds, [s["robust_splits"][split] for s in run["attacked"]],
+                              dataset=dataset, arm=training, split=split,
+                              metric=f"accuracy under PGD-{min(config['pgd_eval_steps'])} at eps "
+                                     f"{config['train_eps']}")
+    for eps in config["eval_eps"]:
+      for steps in config["pgd_eval_steps"]:
+        starts = config["restarts"] if (eps in config["restart_eps"]
+                                        and steps == max(config["pgd_eval_steps"])) else 1
+        yield from rec.per_seed(
+            seeds, [s["eps"][str(eps)][f"pgd{steps}"][-1] for s in run["attacked"]],
+            dataset=dataset, arm=training, split="test",
+            metric=f"accuracy under PGD-{steps} x {starts} at eps {eps}")
+  for name, check in results["checks"].items():
+    yield rec.single(check["ok"], dataset=dataset, arm="gradient-masking check", metric=name)
 
 
 def check_config(config: RobustnessConfig) -> None:

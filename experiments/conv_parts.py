@@ -163,11 +163,15 @@ def main(argv):
     cli.fail(str(e))
 
 
-if __name__ == "__main__":
+def define_flags() -> None:
   define_experiment_flags(ConvPartsConfig, "runs/conv_parts", choices={"framework": ["jax", "torch"]},
                           help={"calls": "Timed calls per part (the median is kept).",
                                 "rounds": "Rounds alternating the frameworks' order.",
                                 "torch_python": "An interpreter with torch (e.g. a Python 3.11 "
                                                 "venv's python); empty: jax only.",
                                 "framework": "What this process times (torch: for the child)."})
+
+
+if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -51,6 +51,7 @@ import functools
 import json
 import os
 import time
+from typing import Iterator
 
 import jax
 import numpy as np
@@ -65,6 +66,7 @@ from dl_jax.gan import (Discriminator, Generator, augment, class_coverage, class
                         init_gan_state, latent_noise, make_classifier_outputs, make_gan_step,
                         save_sample_grid)
 from dl_jax.gan.augment import check_policy
+from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.cnn import CNN
 from dl_jax.plots import plot_mean_std_curves, save_figure, subplots
 from dl_jax.stats import mean_std
@@ -150,6 +152,24 @@ def run(config: GANConfig, workdir: str) -> dict:
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(markdown_report(results))
   return results
+
+
+def records(results: dict, variant: str) -> Iterator[Record]:
+  """Every figure of this experiment as a long-form record (the tour's claims query these)."""
+  rec, seeds = Recorder("gan", variant), results["config"]["seeds"]
+  s, dataset = results["summary"], results["config"]["dataset"]
+  for metric in ("ratio_to_floor", "min_class_fraction", "classes_generated"):
+    yield from rec.per_seed(seeds, s[metric]["values"], dataset=dataset, arm="generator",
+                            split="test", metric=metric)
+  for split, figures in s["discriminator_real_accuracy"].items():
+    yield from rec.per_seed(seeds, figures["values"], dataset=dataset, arm="discriminator",
+                            split=split, metric="real_called_real")
+  for split in ("train", "val", "test"):
+    if split in results["classifier"]:
+      yield rec.single(results["classifier"][split]["accuracy"], dataset=dataset,
+                       arm="judge CNN", split=split, metric="accuracy")
+  for target, value in s["targets"].items():
+    yield rec.single(value, dataset=dataset, arm="target", metric=target)
 
 
 def _check(config: GANConfig) -> None:

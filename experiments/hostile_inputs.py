@@ -444,6 +444,10 @@ def main(argv):
   return 0 if results["summary"]["clear"] + results["summary"]["correct"] == len(rows) else 1
 
 
-if __name__ == "__main__":
+def define_flags() -> None:
   flags.DEFINE_string("workdir", "runs/hostile_inputs", "Where results.json and results.md go.")
+
+
+if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Iterator
 
 import jax
 import numpy as np
@@ -41,6 +42,7 @@ from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import load_dataset
 from dl_jax.data.augment import write_augmented
 from dl_jax.diagnostics.gradient_noise import expected_variance_ratio, gradient_noise
+from dl_jax.lab.records import Record, Recorder
 from dl_jax.models import MLP
 from dl_jax.plots import save_figure, subplots
 from dl_jax.train import classification_loss, classification_metrics
@@ -89,6 +91,33 @@ def run(config: MinibatchConfig, workdir: str) -> dict:
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(markdown_report(results) + "\n")
   return results
+
+
+def records(results: dict, variant: str) -> Iterator[Record]:
+  """Every figure of this experiment as a long-form record (the tour's claims query these)."""
+  rec, seeds = Recorder("minibatch", variant), results["config"]["seeds"]
+  for dataset, sweep in results.get("sweep", {}).items():
+    for batch, run in sorted(sweep["runs"].items(), key=lambda item: int(item[0])):
+      arm = "full batch" if int(batch) == sweep["num_train"] else f"batch {batch}"
+      for split in ("train", "val", "test"):
+        yield from rec.per_seed(seeds, run["final"][split]["values"], dataset=dataset, arm=arm,
+                                split=split, metric="accuracy")
+  if "out_of_core" in results:
+    yield from _out_of_core_records(rec, results["out_of_core"])
+
+
+def _out_of_core_records(rec: Recorder, o: dict) -> Iterator[Record]:
+  dataset = "augmented mnist (memory-mapped)"
+  yield rec.single(o["file_bytes"], dataset=dataset, arm="data", metric="file_bytes")
+  yield rec.single(o["memory_cap_bytes"], dataset=dataset, arm="data", metric="memory_cap_bytes")
+  yield rec.single(o["load_whole"]["returncode"] == 0, dataset=dataset, arm="load whole array",
+                   metric="completes")
+  for arm, run in (("mini-batches", o["augmented"]), ("mini-batches, plain digits", o["plain"])):
+    yield rec.single(run["returncode"] == 0, dataset=dataset, arm=arm, metric="completes")
+    yield rec.single(run["peak_rss_bytes"], dataset=dataset, arm=arm, metric="peak_rss_bytes")
+    if run.get("results"):
+      yield rec.single(run["results"]["test"]["accuracy"], dataset=dataset, arm=arm,
+                       split="test", metric="accuracy")
 
 
 def _check(config: MinibatchConfig) -> None:

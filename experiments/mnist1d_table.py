@@ -15,7 +15,7 @@ steps should cost the CNN and GRU most of their edge over the MLP. Beyond the pa
 import dataclasses
 import os
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import jax
 import numpy as np
@@ -26,6 +26,7 @@ from dl_jax import cli, optim
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import load_dataset
 from dl_jax.environment import describe_cpu, environment
+from dl_jax.lab.records import Record, Recorder
 from dl_jax.models import MODELS, make_model
 from dl_jax.plots import plot_mean_std_curves
 from dl_jax.train import classification_loss, classification_metrics, count_params
@@ -169,6 +170,19 @@ def run(config: TableConfig, workdir: str) -> dict:
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(table + "\n")
   return results
+
+
+def records(results: dict, variant: str) -> Iterator[Record]:
+  """Every figure of this experiment as a long-form record (the tour's claims query these)."""
+  rec = Recorder("mnist1d_table", variant)
+  seeds = list(range(results["config"]["num_seeds"]))
+  for dataset, runs in results["runs"].items():
+    for model, run in runs.items():
+      for split, figures in run["final"].items():
+        if split != "gap":
+          yield from rec.per_seed(seeds, figures["accuracy"]["values"], dataset=dataset,
+                                  arm=model, split=split, metric="accuracy")
+      yield rec.single(run["num_params"], dataset=dataset, arm=model, metric="num_params")
 
 
 def markdown_table(results: dict) -> str:

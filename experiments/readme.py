@@ -57,7 +57,11 @@ def main(argv):
   return 0 if written else 2
 
 
-if __name__ == "__main__":
+def define_flags() -> None:
   flags.DEFINE_string("readme", "README.md", "The README whose blocks are replaced.")
   flags.DEFINE_list("blocks", list(BLOCKS), f"Blocks to write, of {list(BLOCKS)}.")
+
+
+if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -34,6 +34,7 @@ import dataclasses
 import os
 import sys
 import time
+from typing import Iterator
 
 import jax
 import numpy as np
@@ -46,6 +47,7 @@ from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.constraints import max_norm, max_unit_norms
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.data.split import stratified_positions
+from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.dropout import check_rate
 from dl_jax.models.mlp import MLP
 from dl_jax.plots import plot_mean_std_curves
@@ -304,6 +306,17 @@ def run(config: RegularizationConfig, workdir: str) -> dict:
   return results
 
 
+def records(results: dict, variant: str) -> Iterator[Record]:
+  """Every figure of this experiment as a long-form record (the tour's claims query these)."""
+  rec = Recorder("regularization", variant)
+  seeds = list(range(results["config"]["num_seeds"]))
+  for task, figures in results["tasks"].items():
+    for strategy, row in figures["summary"].items():
+      for split in ("train", "val", "test"):
+        yield from rec.per_seed(seeds, row[split]["values"], dataset=task, arm=strategy,
+                                split=split, metric="accuracy")
+
+
 def _report_progress(task: str, run: dict) -> None:
   test, gap = mean_std(run["final"]["test"]), mean_std(run["final"]["gap_test"])
   print(f"{task} {run['strategy']}: {run['seconds']:.1f} s, test {100 * test['mean']:.1f}%, "
@@ -388,9 +401,13 @@ def main(argv):
   print(markdown_report(results))
 
 
-if __name__ == "__main__":
+def define_flags() -> None:
   define_experiment_flags(RegularizationConfig, "runs/regularization", help={
       "tasks": "dataset:train_size pairs, e.g. mnist:500 (validation is held out first).",
       "strategies": "none, or '+'-joined kind=value: l2, dropout, gaussian, dropconnect, max_norm.",
   })
+
+
+if __name__ == "__main__":
+  define_flags()
   cli.run(main)

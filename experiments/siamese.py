@@ -47,6 +47,7 @@ import dataclasses
 import os
 import sys
 import time
+from typing import Iterator
 
 import jax
 import numpy as np
@@ -57,6 +58,7 @@ from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.data.pairs import (ClassIndex, PairBatches, per_class_subset, sample_episodes,
                                sample_pairs)
+from dl_jax.lab.records import Record, Recorder
 from dl_jax.metric_losses import pair_distances
 from dl_jax.models.mlp import MLP
 from dl_jax.models.siamese import PairEncoder
@@ -136,6 +138,26 @@ def run(config: SiameseConfig, workdir: str) -> dict:
     f.write(markdown_report(results))
   results["plots"] = save_plots(results, os.path.join(workdir, "plots"))
   return results
+
+
+def records(results: dict, variant: str) -> Iterator[Record]:
+  """Every figure of this experiment as a long-form record (the tour's claims query these)."""
+  rec, seeds = Recorder("siamese", variant), results["config"]["seeds"]
+  per_class = results["config"]["train_per_class"] or "all"
+  dataset = f"{results['config']['dataset']}, {per_class} training digits per class"
+  # the unseen classes are a test set of their own: seen classes' test split is "test"
+  where = {"train": (dataset, "train"), "val": (dataset, "val"), "test_seen": (dataset, "test"),
+           "test_unseen": (f"{dataset}, unseen classes", "test")}
+  for variant_name, v in results["variants"].items():
+    for split, (data, as_split) in where.items():
+      for metric in ("one_shot", "verification", "auc"):
+        values = v[split][metric]["values"]
+        if variant_name == BASELINE:  # deterministic: one figure, no seed
+          yield rec.single(values[0], dataset=data, arm=variant_name, split=as_split,
+                           metric=metric)
+        else:
+          yield from rec.per_seed(seeds, values, dataset=data, arm=variant_name, split=as_split,
+                                  metric=metric)
 
 
 def check_config(config: SiameseConfig) -> None:

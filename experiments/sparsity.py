@@ -41,6 +41,7 @@ import dataclasses
 import os
 import sys
 import time
+from typing import Iterator
 
 import jax
 import numpy as np
@@ -50,6 +51,7 @@ from absl import flags
 from dl_jax import cli
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
+from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.mlp import MLP
 from dl_jax.plots import colour_cycle, save_figure, subplots
 from dl_jax.pruning import (SCOPES, freeze_pruned, iterative_pruning, magnitude_prune,
@@ -156,6 +158,31 @@ def run(config: SparsityConfig, workdir: str) -> dict:
     f.write(markdown_report(results))
   results["plots"] = [plot_accuracy_vs_sparsity(results, os.path.join(workdir, "plots"))]
   return results
+
+
+def records(results: dict, variant: str) -> Iterator[Record]:
+  """Every figure of this experiment as a long-form record (the tour's claims query these)."""
+  rec, seeds = Recorder("sparsity", variant), results["config"]["seeds"]
+  dataset = results["config"]["dataset"]
+  for setting, run in results["runs"].items():
+    structured = run["structured"]
+    for split in ("train", "val", "test"):
+      yield from rec.per_seed(seeds, run["trained"][split]["accuracy"], dataset=dataset,
+                              arm=f"{setting}, dense", split=split, metric="accuracy")
+      yield from rec.per_seed(seeds, structured["fine_tuned"][split]["accuracy"], dataset=dataset,
+                              arm=f"{setting}, narrow", split=split, metric="accuracy")
+    for sparsity, figures in run["oneshot"].items():
+      yield from rec.per_seed(seeds, figures["accuracy"], dataset=dataset,
+                              arm=f"{setting}, dense", split="test",
+                              metric=f"accuracy, {float(sparsity):g} of weights pruned")
+    yield rec.single(structured["original_flops"] / structured["flops"], dataset=dataset,
+                     arm=f"{setting}, narrow", metric="fewer_flops")
+  for setting, target in results.get("targets", {}).items():
+    if "magnitude" in target:
+      yield rec.single(target["magnitude"]["removed"], dataset=dataset,
+                       arm=f"{setting}, pruned + fine-tuned", metric="removed")
+      yield rec.single(target["magnitude"]["accuracy_loss"], dataset=dataset,
+                       arm=f"{setting}, pruned + fine-tuned", metric="accuracy_loss")
 
 
 # ---- one setting -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The tour: every experiment at a documented budget, then one report of claims, evidence, plots.
 
-    python -m experiments.tour                      # the main job: 9 min on 2 quiet CPU cores
+    python -m experiments.tour                      # the main job (dl-jax tour is the same)
     python -m experiments.tour --only=activations,adversarial
     python -m experiments.tour --full               # each experiment's own (paper-scale) budget: hours
     python -m experiments.tour --smoke              # every experiment end to end in ~5 min
@@ -10,7 +10,8 @@ Writes into --workdir: report.md, report.html (self-contained: images inlined), 
 figure, each experiment's config and seeds, package versions, device, wall times), and one
 sub-directory per experiment with that experiment's own outputs. The report opens with the claims
 table: each claim of the mission, the experiment that tests it, the measured figure (mean ± std over
-seeds), the published anchor, and a verdict computed from the numbers (experiments/tour_claims.py).
+seeds), the stated test with its effect, 95% CI and p-value, the published anchor, and the verdict
+(experiments/tour_claims.py), all computed from records.jsonl: every figure as a long-form record.
 A failing experiment does not stop the tour: the report names it and the command exits non-zero.
 """
 
@@ -30,6 +31,7 @@ from dl_jax import cli, readme_blocks
 from dl_jax.errors import UserError
 from dl_jax.settings import ConfigError, each, one_of, setting, validate
 from dl_jax.environment import PACKAGES, describe_cpu, environment
+from dl_jax.lab.records import Records, write_jsonl
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.report import markdown_table, markdown_to_html
 from dl_jax.train.writers import json_safe, quiet_library_logs, write_config, write_json
@@ -39,28 +41,32 @@ from experiments.tour_claims import judge_claims
 STAGES = ("minibatch", "activations", "mnist1d_table", "translate", "sparsity", "regularization",
           "siamese", "adversarial", "gan")
 
-# The default budget: each experiment's own default config with these fields changed, chosen so
-# the whole tour takes at most 15 minutes on this 2-core CPU (measured: 8 min 46 s on quiet cores;
-# seconds per stage in results.json).
+# The default budget: each experiment's own default config with these fields changed. Every arm a
+# claim compares runs 5 seeds or more (the seeds of an arm train together, vmapped); the GAN is
+# judged per seed, on 2. Seconds per stage are in results.json; the README's claims block says how
+# long the tour behind it took, on which CPU.
+FIVE_SEEDS = (0, 1, 2, 3, 4)
 DEFAULT_BUDGET = {
     "minibatch": dict(datasets=("mnist",), batch_sizes=(8, 32, 128, 0), epochs=10,
-                      out_of_core_gb=2.0, memory_cap_gb=1.5, out_of_core_widths=(128, 128)),
+                      out_of_core_gb=2.0, memory_cap_gb=1.5, out_of_core_widths=(128, 128),
+                      seeds=FIVE_SEEDS),
     "activations": dict(datasets=("mnist",), depths=(2, 30), activations=("sigmoid", "relu"),
-                        inits=("glorot", "he"), steps=500),
+                        inits=("glorot", "he"), steps=500, seeds=FIVE_SEEDS),
     # 6 seeds: two groups of 3 that train at once share one compiled program (5 would compile two)
     "mnist1d_table": dict(models=("mlp", "cnn_mnist1d", "gru_mnist1d"), steps=3000, num_seeds=6),
     "translate": dict(num_train=10_000, encoder_size=64, decoder_size=128, steps=400,
                       eval_every=200, checkpoint_every=400),
     "sparsity": dict(settings=("none", "l1", "activation_l1"), steps=1000, structured_steps=500,
-                     fine_tune_steps=150, prune_sparsities=(0.5, 0.9), timing_seconds=0.05),
+                     fine_tune_steps=150, prune_sparsities=(0.5, 0.9), timing_seconds=0.05,
+                     seeds=FIVE_SEEDS),
     "regularization": dict(tasks=("mnist:500",), strategies=("none", "dropout=0.5",
                                                              "dropconnect=0.5"), steps=500,
-                           num_seeds=3),
+                           num_seeds=5),
     "siamese": dict(variants=("shared", "unshared_equal_params"), train_per_class=20, steps=500,
-                    seeds=(0, 1, 2)),
-    "adversarial": dict(trainings=("normal", "pgd"), seeds=(0, 1), steps=800, eps_ramp_steps=200,
-                        eval_eps=(0.1, 0.3), large_eps=(0.7,), pgd_eval_steps=(10, 40),
-                        restarts=2),
+                    seeds=FIVE_SEEDS),
+    "adversarial": dict(trainings=("normal", "pgd"), seeds=FIVE_SEEDS, steps=800,
+                        eps_ramp_steps=200, eval_eps=(0.1, 0.3), large_eps=(0.7,),
+                        pgd_eval_steps=(10, 40), restarts=2),
     "gan": dict(steps=1500, seeds=(0, 1), classifier_steps=600),
 }
 # The smoke budget: each experiment's smoke config, plus what a claim needs to be judged.
@@ -140,20 +146,35 @@ def write_report(results: dict, workdir: str) -> dict:
   Works on `results` as results.json stores it (keys sorted), so a re-render is identical. Every
   file is written only after all three are made: a failure leaves the old ones as they were."""
   results = json.loads(json.dumps(json_safe(results), sort_keys=True))
-  finished = {n: s["results"] for n, s in _in_tour_order(results["stages"])
-              if s["results"] is not None}
-  results["claims"] = [dataclasses.asdict(c) | {"verdict": c.verdict}
-                       for c in judge_claims(finished)]
-  results["generalization"] = [row for name, r in finished.items()
-                               for row in tour_generalization.rows(name, r)]
+  records = tour_records(results)
+  results["claims"] = [dataclasses.asdict(c) for c in judge_claims(records, finished(results))]
+  results["generalization"] = tour_generalization.rows(records)
   markdown = report_markdown(results, workdir)
   html = markdown_to_html(markdown, "dl_jax tour", workdir)
+  write_jsonl(os.path.join(workdir, "records.jsonl"), records)
   write_json(os.path.join(workdir, "results.json"), results)
   with open(os.path.join(workdir, "report.md"), "w") as f:
     f.write(markdown)
   with open(os.path.join(workdir, "report.html"), "w") as f:
     f.write(html)
   return results
+
+
+def finished(results: dict) -> set[str]:
+  """The stages that ran to the end."""
+  return {name for name, stage in results["stages"].items() if stage["results"] is not None}
+
+
+def tour_records(results: dict) -> Records:
+  """Every figure of every finished stage as long-form records, in the tour's order; each
+  experiment's own `records` function reads its results (with the config it ran)."""
+  records = Records()
+  for name, stage in _in_tour_order(results["stages"]):
+    if stage["results"] is not None:
+      module = importlib.import_module(f"experiments.{name}")
+      own = dict(stage["results"], config=stage["config"])
+      records += Records(module.records(own, results["budget"]))
+  return records
 
 
 def rerender(workdir: str) -> dict:
@@ -190,10 +211,10 @@ def _check_results_shape(results) -> None:
 def claims_table(results: dict) -> str:
   """The claims table, as the report and the README show it."""
   return markdown_table(
-      ["claim", "experiment", "measured (mean ± std over seeds)", "published anchor", "verdict",
-       "rule"],
-      [[c["claim"], c["experiment"], c["measured"], c["anchor"], f"**{c['verdict']}**", c["rule"]]
-       for c in results["claims"]])
+      ["claim", "experiment", "measured (mean ± std over seeds)", "test: effect [95% CI], p",
+       "published anchor", "verdict", "rule"],
+      [[c["claim"], c["experiment"], c["measured"], c["evidence"], c["anchor"],
+        f"**{c['verdict']}**", c["rule"]] for c in results["claims"]])
 
 
 def report_markdown(results: dict, workdir: str) -> str:
@@ -206,13 +227,15 @@ def report_markdown(results: dict, workdir: str) -> str:
            f"{describe_cpu(env['machine'])} "
            f"({', '.join(env['devices'])}). Python {env['python']}; {versions}.", "",
            "## Claims", "",
-           "Verdicts are computed from the measured figures by the rule in the last column "
-           "(`experiments/tour_claims.py`); \"not supported at this budget\" may change with "
-           "`--full`.", "", claims_table(results), "",
+           "Each verdict is the outcome of the stated test in the last column "
+           "(`experiments/tour_claims.py`), computed from the tour's records "
+           "(`records.jsonl`): supported, not supported, or refuted when the opposite effect is "
+           "significant. Effects are in percentage points; \"not supported\" may change with "
+           "more seeds or `--full`.", "", claims_table(results), "",
            "## Generalization", "",
-           "Accuracy of every model trained: mean ± std over its runs (seeds).", "",
-           markdown_table(["experiment", "model", "runs", "train", "val", "test", "train − test"],
-                          results["generalization"]), ""]
+           "Every model trained, on each split: mean ± std (sample) over its runs (seeds); the "
+           "gap is paired by seed.", "",
+           markdown_table(tour_generalization.HEADER, results["generalization"]), ""]
   for name, stage in _in_tour_order(results["stages"]):
     lines += [f"## {name}", "",
               f"`python -m experiments.{name}` at this budget: {stage['wall_seconds']:.0f} s wall, "

@@ -15,6 +15,7 @@ characters (targets up to 65 tokens), runs ~3x slower per step: 99.95% after 600
 import dataclasses
 import json
 import os
+from typing import Iterator
 
 import jax
 import numpy as np
@@ -24,6 +25,7 @@ from absl import flags, logging
 from dl_jax import cli, optim
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data.translation import LANGUAGES, Translation, translation_data
+from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.seq2seq import ATTENTIONS, CELLS, Seq2Seq
 from dl_jax.train import (FitConfig, TrainState, create_train_state, fit, make_eval_step,
                           make_train_step)
@@ -101,6 +103,7 @@ def run(config: TranslateConfig, workdir: str) -> dict:
   predictions = translate(model, state.params, data, config.eval_batch_size)
   targets = data.texts["test"][1]
   string_match = lambda texts: float(np.mean([p == t for p, t in zip(texts, targets)]))
+  results["config"] = dataclasses.asdict(config)
   results["held_out"] = {
       "exact_match": results["test"]["exact_match"],
       "token_accuracy": results["test"]["token_accuracy"],
@@ -117,6 +120,22 @@ def run(config: TranslateConfig, workdir: str) -> dict:
   write_json(os.path.join(workdir, "results.json"), results)
   _write_samples(os.path.join(workdir, "samples.txt"), results["samples"])
   return results
+
+
+def records(results: dict, variant: str) -> Iterator[Record]:
+  """Every figure of this experiment as a long-form record (the tour's claims query these)."""
+  rec, seed, held_out = Recorder("translate", variant), results["config"]["seed"], results["held_out"]
+  dataset = "number words"
+  for split in ("train", "val", "test"):
+    if split in results:
+      yield rec.single(results[split]["exact_match"], dataset=dataset, arm="seq2seq", split=split,
+                       metric="exact_match", seed=seed)
+  yield rec.single(held_out["num_numbers"], dataset=dataset, arm="seq2seq", split="held_out",
+                   metric="num_numbers", seed=seed)
+  decoders = {"greedy": held_out} | ({"beam": held_out["beam"]} if "beam" in held_out else {})
+  for decoder, figures in decoders.items():
+    yield rec.single(figures["string_exact_match"], dataset=dataset, arm=f"seq2seq, {decoder}",
+                     split="held_out", metric="exact_match", seed=seed)
 
 
 def translate(model: Seq2Seq, params, data: Translation, batch_size: int, beam_size: int = 1,

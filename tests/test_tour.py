@@ -10,71 +10,101 @@ import subprocess
 import html5lib
 import pytest
 
+from dl_jax.lab.records import Record, Records
+from dl_jax.lab.verdicts import REFUTED
 from dl_jax.report import markdown_table, markdown_to_html
-from dl_jax.stats import exceeds
 from experiments import tour
-from experiments.tour_claims import CLAIMS, NOT_RUN, NOT_SUPPORTED, SUPPORTED, judge_claims
+from experiments.tour_claims import (CLAIMS, NOT_MEASURED, NOT_RUN, NOT_SUPPORTED, SUPPORTED,
+                                     judge_claims)
 
 
-def _verdict(results: dict, experiment: str, claim_start: str) -> str:
-  return next(c.verdict for c in judge_claims(results)
+def _seeds(experiment, arm, values, dataset="mnist1d", split="test", metric="accuracy"):
+  return [Record(experiment, "test", dataset, arm, seed, split, metric, v)
+          for seed, v in enumerate(values)]
+
+
+def _one(experiment, arm, value, metric, dataset="mnist1d", split="-"):
+  return Record(experiment, "test", dataset, arm, None, split, metric, value)
+
+
+def _claim(records: list, experiment: str, claim_start: str = ""):
+  return next(c for c in judge_claims(Records(records), {experiment})
               if c.experiment == experiment and c.claim.startswith(claim_start))
 
 
-def test_exceeds_needs_margin_and_two_standard_errors():
-  assert exceeds([0.9, 0.91, 0.92], [0.5, 0.51, 0.52])
-  assert not exceeds([0.5, 0.51, 0.52], [0.9, 0.91, 0.92])
-  assert not exceeds([0.9, 0.2, 0.95], [0.5, 0.51, 0.52])  # mean is higher, but noise is larger
-  assert not exceeds([0.9], [0.5], margin=0.5)
-  assert exceeds([0.9], [0.5], margin=0.3)
+def _table(cnn, mlp):
+  return (_seeds("mnist1d_table", "cnn_mnist1d", cnn) + _seeds("mnist1d_table", "mlp", mlp)
+          + [_one("mnist1d_table", "cnn_mnist1d", 5210, "num_params"),
+             _one("mnist1d_table", "mlp", 15210, "num_params")])
 
 
-def _table(cnn: list[float], mlp: list[float]) -> dict:
-  run = lambda values, params: {"num_params": params,
-                                "final": {"test": {"accuracy": {"values": values}}}}
-  return {"config": {"steps": 100},
-          "runs": {"mnist1d": {"cnn_mnist1d": run(cnn, 5210), "mlp": run(mlp, 15210)}}}
-
-
-def test_architecture_verdict_flips_with_the_numbers():
-  better = {"mnist1d_table": _table([0.93, 0.94, 0.92], [0.66, 0.65, 0.67])}
-  worse = {"mnist1d_table": _table([0.66, 0.65, 0.67], [0.93, 0.94, 0.92])}
-  assert _verdict(better, "mnist1d_table", "CNNs") == SUPPORTED
-  assert _verdict(worse, "mnist1d_table", "CNNs") == NOT_SUPPORTED
-  assert _verdict({}, "mnist1d_table", "CNNs") == NOT_RUN
+def test_architecture_verdict_follows_the_paired_test():
+  better = _table([0.93, 0.94, 0.92, 0.95, 0.93], [0.66, 0.65, 0.67, 0.64, 0.66])
+  assert _claim(better, "mnist1d_table", "CNNs").verdict == SUPPORTED
+  worse = _table([0.66, 0.65, 0.67, 0.64, 0.66], [0.93, 0.94, 0.92, 0.95, 0.93])
+  assert _claim(worse, "mnist1d_table", "CNNs").verdict == REFUTED
+  # a higher mean whose per-seed differences disagree in sign is not enough
+  noisy = _table([0.95, 0.60, 0.97, 0.58], [0.66, 0.65, 0.67, 0.64])
+  claim = _claim(noisy, "mnist1d_table", "CNNs")
+  assert claim.verdict == NOT_SUPPORTED and "paired t, n = 4" in claim.evidence
+  assert judge_claims(Records(better), set())[3].verdict == NOT_RUN
   # the GRU row needs a model that did not run: said, not crashed
-  gru = next(c for c in judge_claims(better) if c.claim.startswith("RNNs"))
-  assert gru.supported is None and "not measured" in gru.measured
+  assert _claim(better, "mnist1d_table", "RNNs").verdict == NOT_MEASURED
 
 
-def _adversarial(pgd: float, normal: float, checks_ok: bool = True) -> dict:
-  attacked = lambda accuracy: [{"eps": {"0.3": {"pgd40": [accuracy + 0.01, accuracy]}}}]
-  return {"config": {"eval_eps": [0.1, 0.3], "pgd_eval_steps": [10, 40], "restarts": 2,
-                     "restart_eps": [0.3]},
-          "runs": {"pgd": {"attacked": attacked(pgd)}, "normal": {"attacked": attacked(normal)}},
-          "checks": {"more_steps": {"ok": checks_ok}, "below_clean": {"ok": True}}}
+def _adversarial(pgd, normal, checks_ok=True):
+  metric = "accuracy under PGD-40 x 2 at eps 0.3"
+  weaker = "accuracy under PGD-10 x 1 at eps 0.3"
+  return (_seeds("adversarial", "pgd", pgd, "mnist", metric=metric)
+          + _seeds("adversarial", "normal", normal, "mnist", metric=metric)
+          + _seeds("adversarial", "pgd", [0.0] * len(pgd), "mnist", metric=weaker)
+          + _seeds("adversarial", "normal", [0.9] * len(pgd), "mnist", metric=weaker)
+          + [_one("adversarial", "gradient-masking check", checks_ok, "more_steps"),
+             _one("adversarial", "gradient-masking check", True, "below_clean")])
 
 
-def test_robustness_verdict_needs_the_margin_and_every_sanity_check():
-  assert _verdict({"adversarial": _adversarial(0.8, 0.0)}, "adversarial", "") == SUPPORTED
-  assert _verdict({"adversarial": _adversarial(0.2, 0.0)}, "adversarial", "") == NOT_SUPPORTED
-  masked = {"adversarial": _adversarial(0.8, 0.0, checks_ok=False)}
-  assert _verdict(masked, "adversarial", "") == NOT_SUPPORTED
-  claim = next(c for c in judge_claims(masked) if c.experiment == "adversarial")
-  assert "fail: more_steps" in claim.measured
+def test_robustness_verdict_needs_the_margin_under_the_strongest_attack_and_every_check():
+  strong = [0.80, 0.78, 0.82, 0.79, 0.81]
+  claim = _claim(_adversarial(strong, [0.0] * 5), "adversarial")
+  assert claim.verdict == SUPPORTED and "PGD-40 x 2 starts at eps 0.3" in claim.measured
+  # 20 points better is significantly less than the 30-point margin the claim states
+  assert _claim(_adversarial([0.2, 0.21, 0.19, 0.2, 0.2], [0.0] * 5),
+                "adversarial").verdict == REFUTED
+  masked = _claim(_adversarial(strong, [0.0] * 5, checks_ok=False), "adversarial")
+  assert masked.verdict == NOT_SUPPORTED and "fail: more_steps" in masked.measured
 
 
-def _gan(ratios: list[float], rarest: list[float]) -> dict:
-  stat = lambda values: {"mean": sum(values) / len(values), "std": 0.0, "values": values}
-  return {"summary": {"ratio_to_floor": stat(ratios), "min_class_fraction": stat(rarest),
-                      "classes_generated": stat([10.0] * len(ratios)),
-                      "targets": {"distance_ratio_target": 5.0, "min_class_fraction": 0.05}}}
+def _gan(ratios, rarest):
+  return (_seeds("gan", "generator", ratios, "mnist", metric="ratio_to_floor")
+          + _seeds("gan", "generator", rarest, "mnist", metric="min_class_fraction")
+          + _seeds("gan", "generator", [10.0] * len(ratios), "mnist", metric="classes_generated")
+          + [_one("gan", "target", 5.0, "distance_ratio_target", "mnist"),
+             _one("gan", "target", 0.05, "min_class_fraction", "mnist")])
 
 
 def test_gan_verdict_holds_only_when_every_seed_meets_both_targets():
-  assert _verdict({"gan": _gan([3.0, 4.9], [0.07, 0.06])}, "gan", "") == SUPPORTED
-  assert _verdict({"gan": _gan([3.0, 5.1], [0.07, 0.06])}, "gan", "") == NOT_SUPPORTED
-  assert _verdict({"gan": _gan([3.0, 4.0], [0.07, 0.04])}, "gan", "") == NOT_SUPPORTED
+  assert _claim(_gan([3.0, 4.9], [0.07, 0.06]), "gan").verdict == SUPPORTED
+  assert _claim(_gan([3.0, 5.1], [0.07, 0.06]), "gan").verdict == NOT_SUPPORTED
+  assert _claim(_gan([3.0, 4.0], [0.07, 0.04]), "gan").verdict == NOT_SUPPORTED
+
+
+def _regularization(none_train, none_test, drop_train, drop_test):
+  return [r for arm, train, test in (("none", none_train, none_test),
+                                     ("dropout=0.5", drop_train, drop_test))
+          for r in _seeds("regularization", arm, train, "mnist:500", "train")
+          + _seeds("regularization", arm, test, "mnist:500", "test")]
+
+
+def test_dropout_verdict_is_on_the_paired_gap_and_refuses_a_significant_test_loss():
+  ones = [1.0] * 5
+  shrinks = _regularization(ones, [0.87, 0.86, 0.88, 0.87, 0.86], ones,
+                            [0.885, 0.88, 0.89, 0.885, 0.875])
+  assert _claim(shrinks, "regularization", "Dropout").verdict == SUPPORTED
+  # the gap shrinks because training accuracy falls, and test accuracy falls too
+  worse = _regularization(ones, [0.87, 0.86, 0.88, 0.87, 0.86], [0.9, 0.89, 0.91, 0.9, 0.9],
+                          [0.85, 0.845, 0.86, 0.85, 0.84])
+  claim = _claim(worse, "regularization", "Dropout")
+  assert claim.verdict == NOT_SUPPORTED and "test accuracy does not fall" in claim.evidence
 
 
 def test_markdown_table_escapes_pipes_and_html_inlines_images(tmp_path):
@@ -104,15 +134,15 @@ def test_unknown_experiment_is_refused_before_anything_runs(tmp_path):
 
 
 def test_readme_block_is_replaced_between_its_markers(tmp_path):
-  results = {"claims": [{"claim": "c", "experiment": "e", "measured": "m", "anchor": "a",
-                         "verdict": SUPPORTED, "rule": "r"}],
+  results = {"claims": [{"claim": "c", "experiment": "e", "measured": "m", "evidence": "t",
+                         "anchor": "a", "verdict": SUPPORTED, "rule": "r"}],
              "budget": "smoke", "wall_seconds": 60.0,
              "environment": {"machine": {"cpu_count": 2, "cpu": "Some CPU @ 1GHz"}}}
   readme = tmp_path / "README.md"
   readme.write_text(f"intro\n{tour.README_BEGIN}\nold table\n{tour.README_END}\noutro\n")
   tour.update_readme(str(readme), results)
   text = readme.read_text()
-  assert "old table" not in text and "| c | e | m | a | **supported** | r |" in text
+  assert "old table" not in text and "| c | e | m | t | a | **supported** | r |" in text
   assert "2 cores of Some CPU @ 1GHz; regenerated by" in text
   assert text.startswith("intro\n") and text.endswith(f"{tour.README_END}\noutro\n")
   readme.write_text("no markers here\n")
@@ -128,7 +158,9 @@ def test_smoke_tour_runs_every_experiment_and_judges_every_claim(smoke_tour):
   for name, stage in results["stages"].items():
     assert stage["error"] is None, (name, stage["error"])
     assert stage["wall_seconds"] > 0 and stage["config"]
-  assert {c["verdict"] for c in results["claims"]} <= {SUPPORTED, NOT_SUPPORTED}
+  assert {c["verdict"] for c in results["claims"]} <= {SUPPORTED, NOT_SUPPORTED, REFUTED}
+  records = open(os.path.join(workdir, "records.jsonl")).read().splitlines()
+  assert {json.loads(line)["experiment"] for line in records} == set(tour.STAGES)
   assert {row[0] for row in results["generalization"]} == set(tour.STAGES)
   saved = json.load(open(os.path.join(workdir, "results.json")))
   assert saved["environment"]["packages"]["jax"] and saved["environment"]["devices"]

@@ -1,0 +1,2 @@
+"""The experiment kit: long-form records of every figure (`records`) and verdicts on claims by
+stated statistical tests (`verdicts`)."""
