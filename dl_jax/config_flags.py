@@ -8,6 +8,8 @@ without defining a flag name twice.
 """
 
 import dataclasses
+import json
+import os
 import sys
 import typing
 from typing import Any, Mapping, Sequence
@@ -54,6 +56,9 @@ def define_experiment_flags(config_cls: type, default_workdir: str,
   flags.DEFINE_string("compilation_cache", compilation_cache.default_directory(),
                       "Folder of JAX's persistent compilation cache: a second identical run loads "
                       "its compiled programs instead of compiling them. Empty: off.", **owner)
+  flags.DEFINE_string("config", None, "A JSON file of config values (e.g. the config.json a run "
+                      "wrote) applied over the default or --smoke config; flags given on the "
+                      "command line override it.", **owner)
   define_config_flags(config_cls, choices, help)
 
 
@@ -66,6 +71,8 @@ def experiment_config(config_cls: type, smoke_config, hold_workdir: bool = True)
   from dl_jax.train.workdir_lock import hold  # the lock asks JAX which process writes
 
   base = smoke_config() if flags.FLAGS.smoke else config_cls()
+  if flags.FLAGS.config:
+    base = config_from_file(config_cls, base, flags.FLAGS.config)
   config = validate(config_from_flags(config_cls, base))
   if hold_workdir:
     hold(flags.FLAGS.workdir)
@@ -84,6 +91,64 @@ def config_from_flags(config_cls: type, base: Any) -> Any:
         value = _parse_list(field.name, typing.get_args(field.type)[0], value)
       overrides[field.name] = value
   return dataclasses.replace(base, **overrides)
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a config of a few dozen fields is a few KB
+
+
+def config_from_file(config_cls: type, base: Any, path: str) -> Any:
+  """`base` with the fields a JSON file sets: an object of field values, or a run's config.json
+  that holds them under "config". An unknown field or a value of the wrong type is refused."""
+  values = _read_config_file(path)
+  names = {f.name for f in dataclasses.fields(config_cls)}
+  if "config" not in names and isinstance(values.get("config"), dict):
+    values = values["config"]
+  unknown = sorted(set(values) - names)
+  if unknown:
+    raise ConfigError(f"--config={path}: {unknown} are not fields of this experiment; its fields "
+                      f"are {sorted(names)}.")
+  types = typing.get_type_hints(config_cls)
+  return dataclasses.replace(base, **{name: _coerce(path, name, types[name], value)
+                                      for name, value in values.items()})
+
+
+def _read_config_file(path: str) -> dict:
+  try:
+    size = os.path.getsize(path)
+    if size > MAX_CONFIG_BYTES:
+      raise ConfigError(f"--config={path} is {size:,} bytes, larger than any config "
+                        f"({MAX_CONFIG_BYTES:,}); give the JSON file of a config.")
+    with open(path, "rb") as f:
+      values = json.loads(f.read(MAX_CONFIG_BYTES))
+  except FileNotFoundError:
+    raise ConfigError(f"--config={path} does not exist; give a JSON file of config values.") \
+        from None
+  except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+    raise ConfigError(f"--config={path} cannot be read as JSON ({e}).") from None
+  if not isinstance(values, dict):
+    raise ConfigError(f"--config={path} holds a {type(values).__name__}; give a JSON object of "
+                      "field values.")
+  return values
+
+
+def _coerce(path: str, name: str, annotation, value) -> Any:
+  """A JSON value as the field's type (lists as tuples, ints as floats); else ConfigError."""
+  if _is_tuple(annotation):
+    element = typing.get_args(annotation)[0]
+    if isinstance(value, list) and all(_fits(element, v) for v in value):
+      return tuple(element(v) for v in value)
+  elif _fits(annotation, value):
+    return annotation(value)
+  raise ConfigError(f"--config={path}: {name} = {json.dumps(value)} is not of the field's type "
+                    f"{getattr(annotation, '__name__', annotation)}.")
+
+
+def _fits(annotation, value) -> bool:
+  if annotation is float:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if annotation is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  return isinstance(value, annotation) if isinstance(annotation, type) else False
 
 
 def _script() -> str:
