@@ -48,14 +48,15 @@ import numpy as np
 from absl import flags
 
 from dl_jax import cli, optim
-from dl_jax.activations import get_activation
+from dl_jax.activations import ACTIVATIONS, get_activation
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.diagnostics import first_last_ratio, layer_gradient_norms
-from dl_jax.initializers import get_initializer
+from dl_jax.initializers import INITIALIZERS, get_initializer
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models import MLP
 from dl_jax.plots import save_figure, subplots
+from dl_jax.settings import at_least, each, one_of, setting
 from dl_jax.train import classification_loss, classification_metrics, create_train_state, evaluate
 from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_train_step,
                                 stack_states)
@@ -67,22 +68,32 @@ STALLED = 2 * CHANCE  # a net whose mean test accuracy stays below this did not 
 
 @dataclasses.dataclass(frozen=True)
 class ActivationsConfig:
-  datasets: tuple[str, ...] = ("mnist", "mnist1d")
-  depths: tuple[int, ...] = (2, 5, 10, 20, 30)  # Dense layers, the output layer included
-  activations: tuple[str, ...] = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu", "silu")
-  inits: tuple[str, ...] = ("naive", "glorot", "he")
-  width: int = 100
-  optimizer: str = "momentum"
-  learning_rate: float = 0.01
-  schedule: str = "warmup_cosine"
-  warmup_steps: int = 100
-  batch_size: int = 64
-  steps: int = 600
-  grad_probes: int = 3  # evenly spaced steps in [0, steps] where per-layer gradients are taken
-  probe_examples: int = 500  # the fixed training examples the gradients are taken on
-  val_fraction: float = 0.1
-  eval_batch_size: int = 1000
-  seeds: tuple[int, ...] = (0, 1, 2)
+  datasets: tuple[str, ...] = setting(("mnist", "mnist1d"), "Embedded datasets, comma separated.")
+  depths: tuple[int, ...] = setting((2, 5, 10, 20, 30), "Dense layers per net (the output layer "
+                                    "included), comma separated.")
+  activations: tuple[str, ...] = setting(
+      ("sigmoid", "tanh", "relu", "leaky_relu", "gelu", "silu"),
+      "Activation names (dl_jax.activations), comma separated.",
+      check=each(one_of(sorted(ACTIVATIONS))))
+  inits: tuple[str, ...] = setting(("naive", "glorot", "he"), "Kernel initializers "
+                                   "(dl_jax.initializers), comma separated.",
+                                   check=each(one_of(sorted(INITIALIZERS))))
+  width: int = setting(100, "Units in every hidden layer.")
+  optimizer: str = setting("momentum", "Optimizer.", choices=optim.OPTIMIZERS)
+  learning_rate: float = setting(0.01, "Peak learning rate.")
+  schedule: str = setting("warmup_cosine", "Learning-rate schedule.", choices=optim.SCHEDULES)
+  warmup_steps: int = setting(100, "Linear warm-up steps of the warmup_cosine schedule.")
+  batch_size: int = setting(64, "Training examples per step.")
+  steps: int = setting(600, "Training steps per net.")
+  grad_probes: int = setting(3, "Evenly spaced steps in [0, steps] where per-layer gradients are "
+                             "recorded.", check=at_least(1))
+  probe_examples: int = setting(500, "Fixed training examples the per-layer gradients are taken "
+                                "on.", check=at_least(1))
+  val_fraction: float = setting(0.1, "Share of train held out (stratified) for validation; 0: "
+                                "none.")
+  eval_batch_size: int = setting(1000, "Examples per evaluation batch.")
+  seeds: tuple[int, ...] = setting((0, 1, 2), "Seeds trained together in one vmapped program, "
+                                   "comma separated.")
 
 
 def smoke_config() -> ActivationsConfig:
@@ -373,16 +384,7 @@ def plot_accuracy_heatmaps(results: dict, dataset: str, directory: str) -> str:
 # ---- command line ------------------------------------------------------------------------------
 
 def define_flags() -> None:
-  define_experiment_flags(ActivationsConfig, "runs/activations", choices={
-      "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
-  }, help={
-      "datasets": "Embedded datasets, comma separated.",
-      "depths": "Dense layers per net (the output layer included), comma separated.",
-      "activations": "Activation names (dl_jax.activations), comma separated.",
-      "inits": "Kernel initializers (dl_jax.initializers), comma separated.",
-      "grad_probes": "Evenly spaced steps in [0, steps] where per-layer gradients are recorded.",
-      "seeds": "Seeds trained together in one vmapped program, comma separated.",
-  })
+  define_experiment_flags(ActivationsConfig, "runs/activations")
 
 
 def main(argv):

@@ -43,6 +43,8 @@ from dl_jax.data import Dataset, load_dataset
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.cnn import CNN
 from dl_jax.plots import save_figure, subplots
+from dl_jax.settings import (at_least, between, each, non_negative_finite, one_of, positive_finite,
+                             setting)
 from dl_jax.train import classification_loss, classification_metrics, count_params, evaluate
 from dl_jax.train.rng import stream_id
 from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_init,
@@ -56,36 +58,58 @@ MADRY = {"clean": 98.8, "fgsm": 96.4, "pgd100": 92.5, "pgd100_50_restarts": 89.6
 
 @dataclasses.dataclass(frozen=True)
 class RobustnessConfig:
-  dataset: str = "mnist"
-  val_fraction: float = 0.1
+  dataset: str = setting("mnist", "Image dataset (pixels in [0, 1]): an embedded name, an .npz "
+                         "file or a directory.")
+  val_fraction: float = setting(0.1, "Share of train held out (stratified) for validation; 0: "
+                                "none.")
   # The CNN: stride-2 convs then one hidden Dense layer (small enough for PGD training on a CPU).
-  channels: tuple[int, ...] = (8, 16)
-  kernel_size: int = 5
-  width: int = 64
-  trainings: tuple[str, ...] = TRAININGS
-  seeds: tuple[int, ...] = (0,)
-  steps: int = 1500
-  batch_size: int = 100
-  learning_rate: float = 3e-3  # Adam with cosine decay
-  train_eps: float = 0.3
-  eps_ramp_steps: int = 300  # attack radius grows linearly from 0 to train_eps over these steps
-  pgd_train_steps: int = 7  # step size 2.5 * eps / steps
-  fgsm_relative_step: float = 1.25  # Wong et al. 2020: random start, step 1.25 * eps
-  adversary_channels: tuple[int, ...] = (16, 16)
-  adversary_noise_dim: int = 8
-  adversary_learning_rate: float = 1e-3
-  eval_eps: tuple[float, ...] = (0.1, 0.2, 0.3)
-  large_eps: tuple[float, ...] = (0.5, 0.7)  # sanity: PGD accuracy should fall to ~0 here
-  pgd_eval_steps: tuple[int, ...] = (40, 100)
-  restarts: int = 5  # random starts of the strongest PGD (most steps) at restart_eps
-  restart_eps: tuple[float, ...] = (0.3,)  # elsewhere every PGD has one start (CPU time)
-  eval_relative_step: float = 2.5  # PGD-k evaluation step size 2.5 * eps / k
-  robust_train_examples: int = 500  # training examples attacked for the robust generalization gap
-  eval_batch_size: int = 500
-  near_zero: float = 0.05  # "accuracy falls to ~0": PGD-40 accuracy at the largest eps below this
+  channels: tuple[int, ...] = setting((8, 16), "Output channels of the CNN's stride-2 conv layers, "
+                                      "comma separated.")
+  kernel_size: int = setting(5, "Side of every square conv kernel, in pixels.")
+  width: int = setting(64, "Units of the hidden Dense layer after the convs.")
+  trainings: tuple[str, ...] = setting(TRAININGS, f"Training methods, comma separated, among "
+                                       f"{','.join(TRAININGS)}.", check=each(one_of(TRAININGS)))
+  seeds: tuple[int, ...] = setting((0,), "Seeds trained together in one vmapped program, comma "
+                                   "separated.")
+  steps: int = setting(1500, "Training steps per method.")
+  batch_size: int = setting(100, "Training examples per step.")
+  learning_rate: float = setting(3e-3, "Peak learning rate of Adam with cosine decay.")
+  train_eps: float = setting(0.3, "L-inf attack radius of adversarial training (pixels in [0, 1]).",
+                             check=non_negative_finite)
+  eps_ramp_steps: int = setting(300, "Steps over which the training radius grows linearly from 0 "
+                                "to train_eps; 0: full radius from the start.")
+  pgd_train_steps: int = setting(7, "Steps of the PGD attack in PGD training (step size 2.5 * eps "
+                                 "/ steps).", check=at_least(1))
+  fgsm_relative_step: float = setting(1.25, "Step of fast FGSM training after its random start, "
+                                      "as a multiple of eps (Wong et al. 2020: 1.25).")
+  adversary_channels: tuple[int, ...] = setting((16, 16), "Channels of the learned adversary's 3x3 "
+                                                "conv layers, comma separated.")
+  adversary_noise_dim: int = setting(8, "Length of the noise vector the learned adversary takes.")
+  adversary_learning_rate: float = setting(1e-3, "Adam learning rate of the learned adversary.")
+  eval_eps: tuple[float, ...] = setting((0.1, 0.2, 0.3), "L-inf attack radii for the table (pixels "
+                                        "in [0, 1]), comma separated.",
+                                        check=each(positive_finite))
+  large_eps: tuple[float, ...] = setting((0.5, 0.7), "Radii where PGD accuracy should fall to ~0 "
+                                         "(sanity check), comma separated.")
+  pgd_eval_steps: tuple[int, ...] = setting((40, 100), "PGD step counts evaluated, comma "
+                                            "separated.", check=each(at_least(1)))
+  restarts: int = setting(5, "Random starts of the strongest PGD at restart_eps; an example is "
+                          "robust only if every start fails.", check=at_least(1))
+  restart_eps: tuple[float, ...] = setting((0.3,), "Radii where the strongest PGD gets --restarts "
+                                           "starts (every other PGD gets one), comma separated.")
+  eval_relative_step: float = setting(2.5, "Step size of PGD-k evaluation, as a multiple of eps / "
+                                      "k.")
+  robust_train_examples: int = setting(500, "Training examples attacked for the robust "
+                                       "generalization gap.", check=at_least(1))
+  eval_batch_size: int = setting(500, "Examples per evaluation and attack batch.")
+  near_zero: float = setting(0.05, "Accuracy (a fraction) below which PGD (fewest steps) at the "
+                             "largest large_eps counts as ~0 (sanity check).",
+                             check=between(0, 1, False))
   # Two attacks with independent random starts differ by a few test digits by chance: a "stronger"
   # attack may score this much above a weaker one before the check fails (0.005 = 5 of 1000).
-  check_tolerance: float = 0.005
+  check_tolerance: float = setting(0.005, "Accuracy (a fraction) by which a stronger attack may "
+                                   "beat a weaker one before a sanity check fails.",
+                                   check=between(0, 1, False))
 
 
 def smoke_config() -> RobustnessConfig:
@@ -509,14 +533,7 @@ def plot_examples(config: RobustnessConfig, dataset: Dataset, attacks: dict, pre
 # ---- command line ------------------------------------------------------------------------------
 
 def define_flags() -> None:
-  define_experiment_flags(RobustnessConfig, "runs/adversarial", help={
-      "trainings": f"Training methods, comma separated, among {','.join(TRAININGS)}.",
-      "seeds": "Seeds trained together in one vmapped program, comma separated.",
-      "eval_eps": "L-inf attack radii for the table (pixels in [0, 1]), comma separated.",
-      "large_eps": "Radii where PGD accuracy should fall to ~0 (sanity check).",
-      "pgd_eval_steps": "PGD step counts evaluated, comma separated.",
-      "restarts": "Random starts per PGD evaluation; robust = every start fails.",
-  })
+  define_experiment_flags(RobustnessConfig, "runs/adversarial")
 
 
 def main(argv):

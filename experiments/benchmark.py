@@ -41,6 +41,7 @@ from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import BatchIterator, load_dataset
 from dl_jax.environment import describe_cpu, machine_record
 from dl_jax.models import make_model
+from dl_jax.settings import at_least, each, one_of, positive_finite, setting
 from dl_jax.train import classification_loss, count_params, create_train_state, make_train_step
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
 
@@ -83,21 +84,32 @@ CASES = {
 
 @dataclasses.dataclass(frozen=True)
 class BenchmarkConfig:
-  cases: tuple[str, ...] = tuple(CASES)
-  frameworks: tuple[str, ...] = FRAMEWORKS
-  warmup_steps: int = 20
-  windows: int = 5
-  steps_per_window: int = 50
-  num_batches: int = 8  # distinct batches cycled through, resident in memory
-  learning_rate: float = 1e-3
-  peak_matmul_size: int = 2048
-  seed: int = 0
-  target_max_steps: int = 2000  # the time-to-target race gives up here
-  target_eval_every: int = 25
-  target_scale: float = 1.0  # multiplies every case's target accuracy (smoke: an easy target)
-  races: bool = True  # the time-to-target race after the throughput (first round only)
-  rounds: int = 1  # passes over every case and framework, order reversed every other pass
-  torch_python: str = ""  # an interpreter with torch (e.g. a Python 3.11 venv); "" = this one
+  cases: tuple[str, ...] = setting(tuple(CASES), f"Cases to time, comma separated, from "
+                                   f"{list(CASES)}.", check=each(one_of(tuple(CASES))))
+  frameworks: tuple[str, ...] = setting(FRAMEWORKS, f"Frameworks to time, comma separated, from "
+                                        f"{list(FRAMEWORKS)}.", check=each(one_of(FRAMEWORKS)))
+  warmup_steps: int = setting(20, "Untimed training steps before the timed windows.")
+  windows: int = setting(5, "Timed windows per case and framework; steps/s is their median.",
+                         check=at_least(1))
+  steps_per_window: int = setting(50, "Training steps per timed window.")
+  num_batches: int = setting(8, "Distinct batches, resident in memory, cycled through while "
+                             "timing.", check=at_least(1))
+  learning_rate: float = setting(1e-3, "Adam learning rate, the same in every framework.")
+  peak_matmul_size: int = setting(2048, "Side of the square fp32 matmul that measures this "
+                                  "machine's peak FLOP/s.")
+  seed: int = setting(0, "Seed of the batches, their order and every framework's initialization.")
+  target_max_steps: int = setting(2000, "Training steps after which the time-to-target race gives "
+                                  "up.")
+  target_eval_every: int = setting(25, "Training steps between test-accuracy checks in the "
+                                   "time-to-target race.")
+  target_scale: float = setting(1.0, "Factor on every case's target accuracy (smoke: an easier "
+                                "target).", check=positive_finite)
+  races: bool = setting(True, "Run the time-to-target race after the throughput (first round "
+                        "only).")
+  rounds: int = setting(1, "Passes over every case and framework, the framework order reversed "
+                        "every other pass.")
+  torch_python: str = setting("", "Python interpreter with torch (e.g. of a Python 3.11 venv) "
+                              "that times the torch frameworks; empty: this one.")
 
 
 def smoke_config() -> BenchmarkConfig:
@@ -439,8 +451,7 @@ def _race_rows(results: dict) -> list[str]:
 
 
 def define_flags() -> None:
-  define_experiment_flags(BenchmarkConfig, "runs/benchmark", help={
-      "cases": f"Cases to time: {list(CASES)}.", "frameworks": f"Any of {list(FRAMEWORKS)}."})
+  define_experiment_flags(BenchmarkConfig, "runs/benchmark")
 
 
 def main(argv):

@@ -24,6 +24,7 @@ from absl import flags
 from dl_jax import cli
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.environment import describe_cpu, machine_record
+from dl_jax.settings import setting
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
 
 PARTS = ("forward", "input gradient", "weight gradient")
@@ -32,10 +33,12 @@ SHAPES = {"x": (128, 14, 14, 32), "w": (3, 3, 32, 64), "g": (128, 14, 14, 64)}  
 
 @dataclasses.dataclass(frozen=True)
 class ConvPartsConfig:
-  calls: int = 30
-  rounds: int = 2
-  torch_python: str = ""  # an interpreter with torch; "" = no torch column
-  framework: str = "jax"  # what this process times (the torch child is run with "torch")
+  calls: int = setting(30, "Timed calls per part after one warm-up; the median is kept.")
+  rounds: int = setting(2, "Rounds, alternating which framework is timed first.")
+  torch_python: str = setting("", "An interpreter with torch (e.g. a Python 3.11 venv's python) "
+                              "that times the torch column; empty: jax only.")
+  framework: str = setting("jax", "What this process times (torch: the child run by "
+                           "--torch_python).", choices=("jax", "torch"))
 
 
 def smoke_config() -> ConvPartsConfig:
@@ -164,12 +167,7 @@ def main(argv):
 
 
 def define_flags() -> None:
-  define_experiment_flags(ConvPartsConfig, "runs/conv_parts", choices={"framework": ["jax", "torch"]},
-                          help={"calls": "Timed calls per part (the median is kept).",
-                                "rounds": "Rounds alternating the frameworks' order.",
-                                "torch_python": "An interpreter with torch (e.g. a Python 3.11 "
-                                                "venv's python); empty: jax only.",
-                                "framework": "What this process times (torch: for the child)."})
+  define_experiment_flags(ConvPartsConfig, "runs/conv_parts")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ from dl_jax.gan.augment import check_policy
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.cnn import CNN
 from dl_jax.plots import plot_mean_std_curves, save_figure, subplots
+from dl_jax.settings import at_least, between, non_negative_finite, positive_finite, setting
 from dl_jax.stats import mean_std
 from dl_jax.train import (FitConfig, classification_loss, classification_metrics, fit,
                           make_eval_step, make_train_step, stream_key)
@@ -78,46 +79,70 @@ from dl_jax.train.writers import quiet_library_logs, write_config, write_json
 
 @dataclasses.dataclass(frozen=True)
 class GANConfig:
-  dataset: str = "mnist"
-  val_fraction: float = 0.1  # held-out training digits: the classifier's and discriminator's gap
-  latent_dim: int = 64
-  generator_channels: tuple[int, ...] = (64, 32)  # at 7x7 and at 14x14
-  discriminator_channels: tuple[int, ...] = (32, 64)
+  dataset: str = setting("mnist", "Image dataset (H and W multiples of 4): an embedded name, an "
+                         ".npz file or a directory.")
+  val_fraction: float = setting(0.1, "Share of train held out for validation (the judge's and the "
+                                "discriminator's gap); 0: none.")
+  latent_dim: int = setting(64, "Length of the generator's latent code.")
+  generator_channels: tuple[int, ...] = setting((64, 32), "Generator channels at H/4 and at H/2 "
+                                                "(two values), comma separated.")
+  discriminator_channels: tuple[int, ...] = setting((32, 64), "Channels of the discriminator's "
+                                                    "stride-2 convs, comma separated.")
   # Dropout in the discriminator: 0.3 measured ~10 FD worse than none (it also noises the
   # generator's gradient, which passes through the same dropped-out discriminator).
-  dropout_rate: float = 0.0
+  dropout_rate: float = setting(0.0, "Dropout rate in the discriminator.")
   # DiffAugment (dl_jax.gan.augment): random transforms, applied in this order, of every image the
   # discriminator sees, real and generated, in both players' updates; empty turns it off.
   # Choices: translation, cutout (e.g. --augment=translation,cutout). Off by default: with this
   # small discriminator every policy tried measured worse (see the module docstring).
-  augment: tuple[str, ...] = ()
-  translation_fraction: float = 0.125  # largest shift, as a fraction of the height / width
-  cutout_fraction: float = 0.5  # side of the zeroed square, as a fraction of the height / width
-  generator_learning_rate: float = 2e-3  # twice the discriminator's: measured best of 4 pairs
-  discriminator_learning_rate: float = 1e-3
-  beta1: float = 0.5  # Adam's first-moment decay, DCGAN's choice for both players
-  beta2: float = 0.999
-  ema_decay: float = 0.999  # the generator weight average that draws the evaluated samples
+  augment: tuple[str, ...] = setting((), "DiffAugment transforms of every image the discriminator "
+                                     "sees, in order, comma separated, from translation,cutout; "
+                                     "empty: off.")
+  translation_fraction: float = setting(0.125, "Largest DiffAugment shift, as a fraction of the "
+                                        "height / width.", check=between(0, 0.5))
+  cutout_fraction: float = setting(0.5, "Side of the DiffAugment cutout's zeroed square, as a "
+                                   "fraction of the height / width (0 excluded).")
+  generator_learning_rate: float = setting(2e-3, "Adam learning rate of the generator (twice the "
+                                           "discriminator's: measured best of 4 pairs).")
+  discriminator_learning_rate: float = setting(1e-3, "Adam learning rate of the discriminator.")
+  beta1: float = setting(0.5, "Adam's first-moment decay for both players (DCGAN's choice).",
+                         check=between(0, 1))
+  beta2: float = setting(0.999, "Adam's second-moment decay for both players.",
+                         check=between(0, 1))
+  ema_decay: float = setting(0.999, "Decay of the generator weight average that draws the "
+                             "evaluated samples; 0: the last weights.",
+                             check=between(0, 1, False))
   # R1 gradient penalty on real images (dl_jax.gan.step.r1_penalty; 0: off), lazily every
   # r1_every steps: FD 57.9 -> 41.7 at 2000 steps (seed 0), the change that met the target.
-  r1_weight: float = 1.0
-  r1_every: int = 4
-  batch_size: int = 64
-  steps: int = 8000
-  seeds: tuple[int, ...] = (0, 1, 2)
-  sample_every: int = 250
-  log_every: int = 50
-  eval_every: int = 500
-  checkpoint_every: int = 500
-  grid_columns: int = 8  # the fixed latent batch is grid_columns^2 codes
-  classifier_channels: tuple[int, ...] = (16, 32)
-  classifier_width: int = 128  # its penultimate features: the Fréchet distance's space
-  classifier_steps: int = 1000
-  classifier_batch_size: int = 128
-  classifier_learning_rate: float = 1e-3
-  eval_batch_size: int = 1000
-  distance_ratio_target: float = 5.0
-  min_class_fraction: float = 0.05
+  r1_weight: float = setting(1.0, "Weight of the R1 gradient penalty on real images; 0: off.",
+                             check=non_negative_finite)
+  r1_every: int = setting(4, "Steps between R1 penalty updates (lazy regularization).")
+  batch_size: int = setting(64, "Real images per training step.")
+  steps: int = setting(8000, "GAN training steps per seed.")
+  seeds: tuple[int, ...] = setting((0, 1, 2), "GAN seeds, trained one after another, comma "
+                                   "separated.")
+  sample_every: int = setting(250, "Save a grid of samples from fixed latent codes every this "
+                              "many steps.")
+  log_every: int = setting(50, "Steps between metrics lines.")
+  eval_every: int = setting(500, "Steps between evaluations of the discriminator on the real "
+                            "splits.")
+  checkpoint_every: int = setting(500, "Steps between checkpoints.")
+  grid_columns: int = setting(8, "Columns and rows of every sample grid (grid_columns^2 fixed "
+                              "latent codes).", check=at_least(1))
+  classifier_channels: tuple[int, ...] = setting((16, 32), "Channels of the judge CNN's 3x3 "
+                                                 "convs, comma separated.")
+  classifier_width: int = setting(128, "Hidden width of the judge's head: the Fréchet distance's "
+                                  "space.")
+  classifier_steps: int = setting(1000, "Training steps of the judge classifier.",
+                                  check=at_least(1))
+  classifier_batch_size: int = setting(128, "Examples per training step of the judge.")
+  classifier_learning_rate: float = setting(1e-3, "Adam learning rate of the judge.")
+  eval_batch_size: int = setting(1000, "Examples per evaluation, generation and judging batch.")
+  distance_ratio_target: float = setting(5.0, "Target: the generated-vs-test Fréchet distance at "
+                                         "most this many times the real-vs-real floor.",
+                                         check=positive_finite)
+  min_class_fraction: float = setting(0.05, "Target: every class at least this share of the "
+                                      "generated samples, in (0, 1).")
 
 
 def smoke_config() -> GANConfig:
@@ -500,11 +525,7 @@ def plot_final_samples(runs: list[dict], directory: str) -> str:
 # ---- command line --------------------------------------------------------------------------------
 
 def define_flags() -> None:
-  define_experiment_flags(GANConfig, "runs/gan", help={
-      "seeds": "GAN seeds, trained one after another, comma separated.",
-      "sample_every": "Save a grid of samples from fixed latent codes every this many steps.",
-      "classifier_width": "Hidden width of the judge's head: the Fréchet distance's space.",
-  })
+  define_experiment_flags(GANConfig, "runs/gan")
 
 
 def main(argv):

@@ -45,6 +45,7 @@ from dl_jax.diagnostics.gradient_noise import expected_variance_ratio, gradient_
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models import MLP
 from dl_jax.plots import save_figure, subplots
+from dl_jax.settings import at_least, each, one_of, positive_finite, setting
 from dl_jax.train import classification_loss, classification_metrics
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step, unstack_state)
@@ -56,21 +57,34 @@ PARTS = ("sweep", "out_of_core")
 
 @dataclasses.dataclass(frozen=True)
 class MinibatchConfig:
-  parts: tuple[str, ...] = PARTS
-  datasets: tuple[str, ...] = ("mnist", "mnist1d")
-  batch_sizes: tuple[int, ...] = (1, 8, 32, 128, 512, 0)  # 0: the whole training split
-  epochs: int = 20
-  widths: tuple[int, ...] = (128, 128)
-  learning_rate: float = 1e-3
-  val_fraction: float = 0.1
-  seeds: tuple[int, ...] = (0, 1, 2)
-  noise_batches: int = 50  # mini-batch gradients per batch size in the gradient-noise estimate
-  out_of_core_gb: float = 4.0
-  out_of_core_dir: str = ""  # default: <workdir>/augmented_mnist (reused when already written)
-  memory_cap_gb: float = 2.0
-  out_of_core_widths: tuple[int, ...] = (256, 256)
-  out_of_core_batch_size: int = 256
-  out_of_core_epochs: int = 1
+  parts: tuple[str, ...] = setting(PARTS, f"Parts to run, comma separated, from {list(PARTS)}.",
+                                   check=each(one_of(PARTS)))
+  datasets: tuple[str, ...] = setting(("mnist", "mnist1d"), "Datasets of the batch-size sweep, "
+                                      "comma separated.")
+  batch_sizes: tuple[int, ...] = setting((1, 8, 32, 128, 512, 0), "Batch sizes of the sweep, "
+                                         "comma separated; 0 is the whole training split.")
+  epochs: int = setting(20, "Training epochs of the sweep, the same for every batch size.",
+                        check=at_least(1))
+  widths: tuple[int, ...] = setting((128, 128), "Hidden widths of the sweep's MLP, comma "
+                                    "separated.")
+  learning_rate: float = setting(1e-3, "Adam learning rate (sweep and out-of-core training).")
+  val_fraction: float = setting(0.1, "Share of train held out (stratified) for validation in the "
+                                "sweep; 0: none.")
+  seeds: tuple[int, ...] = setting((0, 1, 2), "Seeds trained together in one vmapped program, "
+                                   "comma separated.")
+  noise_batches: int = setting(50, "Mini-batch gradients per batch size in the gradient-noise "
+                               "estimate.", check=at_least(1))
+  out_of_core_gb: float = setting(4.0, "Size of the augmented training set written to disk, in "
+                                  "GiB.", check=positive_finite)
+  out_of_core_dir: str = setting("", "Folder of the augmented set (reused when already written); "
+                                 "empty: <workdir>/augmented_mnist.")
+  memory_cap_gb: float = setting(2.0, "Data-segment cap (RLIMIT_DATA) of the out-of-core child "
+                                 "processes, in GiB.", check=positive_finite)
+  out_of_core_widths: tuple[int, ...] = setting((256, 256), "Hidden widths of the out-of-core "
+                                                "MLP, comma separated.")
+  out_of_core_batch_size: int = setting(256, "Examples per step of the out-of-core training.")
+  out_of_core_epochs: int = setting(1, "Epochs over the augmented set in the out-of-core "
+                                    "training.", check=at_least(1))
 
 
 def smoke_config() -> MinibatchConfig:
@@ -328,8 +342,7 @@ def _out_of_core_lines(r: dict) -> list[str]:
 
 
 def define_flags() -> None:
-  define_experiment_flags(MinibatchConfig, "runs/minibatch", help={
-      "parts": f"Any of {list(PARTS)}.", "batch_sizes": "Batch sizes; 0 is the full split."})
+  define_experiment_flags(MinibatchConfig, "runs/minibatch")
 
 
 def main(argv):

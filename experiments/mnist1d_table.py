@@ -29,6 +29,7 @@ from dl_jax.environment import describe_cpu, environment
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models import MODELS, make_model
 from dl_jax.plots import plot_mean_std_curves
+from dl_jax.settings import at_least, each, one_of, setting
 from dl_jax.train import classification_loss, classification_metrics, count_params
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step, map_seed_groups, split_seeds,
@@ -48,18 +49,29 @@ RECIPES = {"cnn_mnist1d_bn": dict(optimizer="adamw", schedule="warmup_cosine", w
 
 @dataclasses.dataclass(frozen=True)
 class TableConfig:
-  models: tuple[str, ...] = (*PAPER, *RECIPES)
-  datasets: tuple[str, ...] = ("mnist1d", "mnist1d_shuffled")
-  num_seeds: int = 10  # two groups of 5: one compiled program, both cores busy
-  steps: int = 6000
-  batch_size: int = 100
-  learning_rate: float = 1e-2
-  eval_every: int = 500  # every evaluation runs 5,000 examples per seed (the paper's: 250)
-  val_fraction: float = 0.0  # the paper trains on all 4000 and selects nothing: no validation
-  seed_mode: str = "vmap"  # or "sequential": one compiled step per seed, one seed after another
-  seed_groups: int = 2  # vmap mode: the seeds split into this many vmapped groups, trained at once
-  steps_per_call: int = 50  # training steps per jitted call (a lax.scan); must divide eval_every
-  resident_data: bool = True  # the 4000 training examples stay on the device; batches by index
+  models: tuple[str, ...] = setting((*PAPER, *RECIPES), f"Models (see dl_jax.models.MODELS), comma "
+                                    f"separated; the paper's: {list(PAPER)}.",
+                                    check=each(one_of(sorted(MODELS))))
+  datasets: tuple[str, ...] = setting(("mnist1d", "mnist1d_shuffled"), "Datasets, comma "
+                                      "separated: mnist1d and/or mnist1d_shuffled.")
+  num_seeds: int = setting(10, "Seeds per model and dataset (seeds 0 .. N-1).")
+  steps: int = setting(6000, "Training steps per seed.")
+  batch_size: int = setting(100, "Training examples per step.")
+  learning_rate: float = setting(1e-2, "Peak learning rate of every model's optimizer.")
+  # every evaluation runs 5,000 examples per seed (the paper's: 250)
+  eval_every: int = setting(500, "Steps between evaluations.")
+  # the paper trains on all 4000 and selects nothing: no validation
+  val_fraction: float = setting(0.0, "Share of train held out (stratified) for validation; 0: "
+                                "none, as in the paper.")
+  seed_mode: str = setting("vmap", "vmap: seeds trained in vmapped groups at once; sequential: "
+                           "one compiled step per seed, one seed after another.",
+                           choices=("vmap", "sequential"))
+  seed_groups: int = setting(2, "vmap mode: vmapped groups of seeds trained at once, one thread "
+                             "each (at most num_seeds).", check=at_least(1))
+  steps_per_call: int = setting(50, "Training steps per jitted call (a lax.scan); must divide "
+                                "eval_every.")
+  resident_data: bool = setting(True, "Keep the training examples on the device and pick batches "
+                                "by index.")
 
 
 def smoke_config() -> TableConfig:
@@ -217,13 +229,7 @@ def _measured_on(results: dict) -> list[str]:
 
 
 def define_flags() -> None:
-  define_experiment_flags(TableConfig, "runs/mnist1d_table", choices={
-      "seed_mode": ["vmap", "sequential"]}, help={
-      "models": f"Models (see dl_jax.models.MODELS); the paper's: {list(PAPER)}.",
-      "datasets": "mnist1d and/or mnist1d_shuffled.",
-      "seed_groups": "vmap mode: vmapped groups of seeds trained at once, one thread each.",
-      "steps_per_call": "Training steps per jitted call (a lax.scan); must divide eval_every.",
-  })
+  define_experiment_flags(TableConfig, "runs/mnist1d_table")
 
 
 def main(argv):

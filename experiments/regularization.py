@@ -51,6 +51,7 @@ from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.dropout import check_rate
 from dl_jax.models.mlp import MLP
 from dl_jax.plots import plot_mean_std_curves
+from dl_jax.settings import at_least, setting
 from dl_jax.train import classification_loss, classification_metrics
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step)
@@ -67,21 +68,28 @@ SRIVASTAVA_TEST_ERROR = {"standard (none)": 1.60, "L2": 1.62, "max-norm": 1.35,
 
 @dataclasses.dataclass(frozen=True)
 class RegularizationConfig:
-  tasks: tuple[str, ...] = ("mnist:500", "mnist:3600", "mnist1d:3600")  # dataset:train size
-  strategies: tuple[str, ...] = ("none", "l2=1e-3", "l2=1e-2", "dropout=0.2", "dropout=0.5",
-                                 "gaussian=0.5", "dropconnect=0.5", "max_norm=1",
-                                 "dropout=0.5+max_norm=1")
-  widths: tuple[int, ...] = (512, 512)
-  optimizer: str = "momentum"
-  learning_rate: float = 0.05
-  schedule: str = "warmup_cosine"
-  warmup_steps: int = 100
-  batch_size: int = 64
-  steps: int = 1000
-  eval_every: int = 100
-  steps_per_call: int = 50  # training steps per jitted call (a lax.scan); divides eval_every
-  val_fraction: float = 0.1
-  num_seeds: int = 5
+  tasks: tuple[str, ...] = setting(("mnist:500", "mnist:3600", "mnist1d:3600"),
+                                   "dataset:train_size pairs, e.g. mnist:500 (validation is held "
+                                   "out first), comma separated.")
+  strategies: tuple[str, ...] = setting(
+      ("none", "l2=1e-3", "l2=1e-2", "dropout=0.2", "dropout=0.5", "gaussian=0.5",
+       "dropconnect=0.5", "max_norm=1", "dropout=0.5+max_norm=1"),
+      "Strategies, comma separated: none, or '+'-joined kind=value: l2, dropout, gaussian, "
+      "dropconnect, max_norm.")
+  widths: tuple[int, ...] = setting((512, 512), "Hidden widths of the ReLU MLP, comma separated.")
+  optimizer: str = setting("momentum", "Optimizer.", choices=optim.OPTIMIZERS)
+  learning_rate: float = setting(0.05, "Peak learning rate.")
+  schedule: str = setting("warmup_cosine", "Learning-rate schedule.", choices=optim.SCHEDULES)
+  warmup_steps: int = setting(100, "Linear warm-up steps of the warmup_cosine schedule.")
+  batch_size: int = setting(64, "Training examples per step.")
+  steps: int = setting(1000, "Training steps per strategy and task.")
+  eval_every: int = setting(100, "Steps between evaluations (the learning curves' points).")
+  steps_per_call: int = setting(50, "Training steps per jitted call (a lax.scan); must divide "
+                                "eval_every.")
+  val_fraction: float = setting(0.1, "Share of each dataset's train held out (stratified) for "
+                                "validation before the task's subset is taken; 0: none.")
+  num_seeds: int = setting(5, "Seeds per strategy (seeds 0 .. N-1), trained together; at least 2 "
+                           "for mean ± std.", check=at_least(2))
 
 
 def smoke_config() -> RegularizationConfig:
@@ -402,10 +410,7 @@ def main(argv):
 
 
 def define_flags() -> None:
-  define_experiment_flags(RegularizationConfig, "runs/regularization", help={
-      "tasks": "dataset:train_size pairs, e.g. mnist:500 (validation is held out first).",
-      "strategies": "none, or '+'-joined kind=value: l2, dropout, gaussian, dropconnect, max_norm.",
-  })
+  define_experiment_flags(RegularizationConfig, "runs/regularization")
 
 
 if __name__ == "__main__":

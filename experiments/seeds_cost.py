@@ -21,6 +21,7 @@ from absl import flags
 from dl_jax import cli
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.models import make_model
+from dl_jax.settings import at_least, each, one_of, setting
 from dl_jax.train import classification_loss
 from dl_jax.train.seeds import make_seeds_init, make_seeds_train_step
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
@@ -29,13 +30,17 @@ from experiments.benchmark import CASES, BenchmarkConfig, Blocking, case_batches
 
 @dataclasses.dataclass(frozen=True)
 class SeedsCostConfig:
-  cases: tuple[str, ...] = tuple(CASES)
-  num_seeds: tuple[int, ...] = (1, 4, 8, 16)
-  warmup_steps: int = 10
-  windows: int = 5
-  steps_per_window: int = 20
-  num_batches: int = 4
-  learning_rate: float = 1e-3
+  cases: tuple[str, ...] = setting(tuple(CASES), f"Cases of experiments.benchmark, comma "
+                                   f"separated: {list(CASES)}.", check=each(one_of(tuple(CASES))))
+  num_seeds: tuple[int, ...] = setting((1, 4, 8, 16), "Numbers of seeds stacked in one vmapped "
+                                       "step, comma separated.", check=each(at_least(1)))
+  warmup_steps: int = setting(10, "Untimed training steps before the timed windows.")
+  windows: int = setting(5, "Timed windows per case and seed count; the step time is their "
+                         "median.", check=at_least(1))
+  steps_per_window: int = setting(20, "Training steps per timed window.")
+  num_batches: int = setting(4, "Distinct stacked batches, resident on the device, cycled "
+                             "through while timing.", check=at_least(1))
+  learning_rate: float = setting(1e-3, "Adam learning rate.")
 
 
 def smoke_config() -> SeedsCostConfig:
@@ -105,8 +110,7 @@ def markdown_table(results: dict) -> str:
 
 
 def define_flags() -> None:
-  define_experiment_flags(SeedsCostConfig, "runs/seeds_cost", help={
-      "cases": f"Cases of experiments.benchmark: {list(CASES)}."})
+  define_experiment_flags(SeedsCostConfig, "runs/seeds_cost")
 
 
 def main(argv):

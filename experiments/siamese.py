@@ -54,6 +54,7 @@ import numpy as np
 from absl import flags
 
 from dl_jax import cli, optim
+from dl_jax.activations import ACTIVATIONS
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.data.pairs import (ClassIndex, PairBatches, per_class_subset, sample_episodes,
@@ -63,6 +64,7 @@ from dl_jax.metric_losses import pair_distances
 from dl_jax.models.mlp import MLP
 from dl_jax.models.siamese import PairEncoder
 from dl_jax.plots import plot_mean_std_curves, save_figure, subplots
+from dl_jax.settings import at_least, each, one_of, positive_finite, setting
 from dl_jax.train import NonFiniteError, count_params
 from dl_jax.train.metric_learning import LOSSES, pair_loss
 from dl_jax.train.seeds import make_seeds_init, make_seeds_train_step, unstack_state
@@ -84,30 +86,42 @@ class SiameseConfig:
   5-way one-shot episodes with 3 queries per class. Reaches 97% 5-way one-shot accuracy on test
   digits of the seen classes 0-4 and 39.5 ± 0.8% on the unseen 5-9 (raw pixels: 59% / 49%)."""
 
-  dataset: str = "mnist"
-  seen_classes: tuple[int, ...] = (0, 1, 2, 3, 4)
-  unseen_classes: tuple[int, ...] = (5, 6, 7, 8, 9)
-  variants: tuple[str, ...] = VARIANTS
-  loss: str = "contrastive"
-  margin: float = 1.0
-  widths: tuple[int, ...] = (256, 256)
-  embedding_dim: int = 32
-  activation: str = "relu"
-  optimizer: str = "adam"
-  learning_rate: float = 1e-3
-  schedule: str = "warmup_cosine"
-  warmup_steps: int = 100
-  train_per_class: int = 0  # > 0: train on only this many digits per seen class (0: all)
-  batch_size: int = 128  # pairs (or triplets) per step
-  steps: int = 1000
-  log_every: int = 50
-  val_fraction: float = 0.1
-  eval_pairs: int = 2000
-  episodes: int = 1000
-  ways: int = 5
-  queries: int = 3  # per class and episode
-  eval_seed: int = 1234  # the evaluation pairs and episodes, the same for every model
-  seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+  dataset: str = setting("mnist", "Dataset: an embedded name, an .npz file or a directory.")
+  seen_classes: tuple[int, ...] = setting((0, 1, 2, 3, 4), "Classes whose digits are trained on, "
+                                          "comma separated.", check=each(at_least(0)))
+  unseen_classes: tuple[int, ...] = setting((5, 6, 7, 8, 9), "Classes held out for evaluation "
+                                            "only, comma separated.", check=each(at_least(0)))
+  variants: tuple[str, ...] = setting(VARIANTS, f"Encoder variants to train, comma separated, from "
+                                      f"{','.join(VARIANTS)}.", check=each(one_of(VARIANTS)))
+  loss: str = setting("contrastive", "Metric loss: contrastive trains on pairs, triplet on "
+                      "triplets.", choices=LOSSES)
+  margin: float = setting(1.0, "Margin of the loss, in embedding distance.",
+                          check=positive_finite)
+  widths: tuple[int, ...] = setting((256, 256), "Hidden widths of the shared encoder, comma "
+                                    "separated.")
+  embedding_dim: int = setting(32, "Length of the embedding the encoder outputs.")
+  activation: str = setting("relu", "Hidden activation of the encoder.",
+                            choices=sorted(ACTIVATIONS))
+  optimizer: str = setting("adam", "Optimizer.", choices=optim.OPTIMIZERS)
+  learning_rate: float = setting(1e-3, "Peak learning rate.")
+  schedule: str = setting("warmup_cosine", "Learning-rate schedule.", choices=optim.SCHEDULES)
+  warmup_steps: int = setting(100, "Linear warm-up steps of the warmup_cosine schedule.")
+  train_per_class: int = setting(0, "Train on only this many seeded digits per seen class; 0: "
+                                 "all.", check=at_least(0))
+  batch_size: int = setting(128, "Pairs (or triplets) per step.")
+  steps: int = setting(1000, "Training steps per variant.")
+  log_every: int = setting(50, "Steps between points of the training curves.")
+  val_fraction: float = setting(0.1, "Share of train held out (stratified) for validation, where "
+                                "the verification threshold is chosen; must be > 0.")
+  eval_pairs: int = setting(2000, "Verification pairs per evaluation set.", check=at_least(1))
+  episodes: int = setting(1000, "One-shot episodes per evaluation set.", check=at_least(1))
+  ways: int = setting(5, "Classes per one-shot episode (at most the classes of a set).",
+                      check=at_least(2))
+  queries: int = setting(3, "Query digits per class and one-shot episode.", check=at_least(1))
+  eval_seed: int = setting(1234, "Seed of the evaluation pairs and episodes (the same for every "
+                           "model) and of the train_per_class subset.", check=at_least(0))
+  seeds: tuple[int, ...] = setting((0, 1, 2, 3, 4), "Seeds trained together in one vmapped "
+                                   "program, comma separated.")
 
 
 def smoke_config() -> SiameseConfig:
@@ -415,15 +429,7 @@ def plot_accuracy_bars(results: dict, directory: str) -> str:
 # ---- command line ------------------------------------------------------------------------------
 
 def define_flags() -> None:
-  define_experiment_flags(SiameseConfig, "runs/siamese", choices={
-      "loss": LOSSES, "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
-  }, help={
-      "variants": f"Comma separated, from {','.join(VARIANTS)}.",
-      "seen_classes": "Classes whose digits are trained on, comma separated.",
-      "unseen_classes": "Classes held out for evaluation only, comma separated.",
-      "widths": "Hidden widths of the shared encoder, comma separated.",
-      "seeds": "Seeds trained together in one vmapped program, comma separated.",
-  })
+  define_experiment_flags(SiameseConfig, "runs/siamese")
 
 
 def main(argv):

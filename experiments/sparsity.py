@@ -57,6 +57,8 @@ from dl_jax.plots import colour_cycle, save_figure, subplots
 from dl_jax.pruning import (SCOPES, freeze_pruned, iterative_pruning, magnitude_prune,
                             restart_from)
 from dl_jax.regularizers import Penalties
+from dl_jax.settings import at_least, between, each, non_negative_finite, one_of, positive_finite
+from dl_jax.settings import setting as config_setting  # `setting` names a penalty setting here
 from dl_jax.sparse_inference import (dense_forward, examples_per_second, mlp_layers, model_sizes,
                                      sparse_forward, to_csr)
 from dl_jax.sparsity import weight_sparsity
@@ -75,30 +77,53 @@ TARGET_FLOPS_REDUCTION = 3.0
 
 @dataclasses.dataclass(frozen=True)
 class SparsityConfig:
-  settings: tuple[str, ...] = SETTINGS
-  dataset: str = "mnist"
-  val_fraction: float = 0.1
-  widths: tuple[int, ...] = (300, 100)  # LeNet-300-100
-  l2: float = 1e-4  # weight of 0.5 * sum w^2 (settings l2 and elastic)
-  l1: float = 1e-5  # weight of sum |w| (settings l1 and elastic)
-  activation_l1: float = 1e-3  # weight of the per-example sum |a| over hidden units
-  learning_rate: float = 1e-3  # Adam, constant
-  batch_size: int = 100
-  steps: int = 2000
-  prune_scope: str = "global"
-  prune_sparsities: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95)  # iterative rounds
-  oneshot_sparsities: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.98)
-  target_sparsity: float = 0.9  # the round whose model is deployed and judged against the target
-  fine_tune_steps: int = 300  # per round
-  fine_tune_learning_rate: float = 3e-4
-  structured_widths: tuple[int, ...] = (100, 50)  # hidden units kept
-  structured_steps: int = 1000
-  structured_learning_rate: float = 1e-3
-  score_examples: int = 2000  # training examples whose activations score the units
-  timing_batch_sizes: tuple[int, ...] = (1, 1000)
-  timing_seconds: float = 0.2
-  eval_batch_size: int = 1000
-  seeds: tuple[int, ...] = (0, 1, 2)
+  settings: tuple[str, ...] = config_setting(
+      SETTINGS, f"Penalty settings, comma separated, from {','.join(SETTINGS)}.",
+      check=each(one_of(SETTINGS)))
+  dataset: str = config_setting("mnist", "Dataset: an embedded name, an .npz file or a directory.")
+  val_fraction: float = config_setting(0.1, "Share of train held out (stratified) for validation; "
+                                       "0: none.")
+  widths: tuple[int, ...] = config_setting((300, 100), "Hidden widths of the MLP, comma separated "
+                                           "(LeNet-300-100).")
+  l2: float = config_setting(1e-4, "Weight of 0.5 * sum w^2 in the loss (settings l2 and "
+                             "elastic).", check=non_negative_finite)
+  l1: float = config_setting(1e-5, "Weight of sum |w| in the loss (settings l1 and elastic).",
+                             check=non_negative_finite)
+  activation_l1: float = config_setting(1e-3, "Weight of the per-example sum |a| over hidden units "
+                                        "(setting activation_l1).", check=non_negative_finite)
+  learning_rate: float = config_setting(1e-3, "Adam learning rate (constant) of the first "
+                                        "training.")
+  batch_size: int = config_setting(100, "Training examples per step.")
+  steps: int = config_setting(2000, "Training steps before any pruning.")
+  prune_scope: str = config_setting("global", "Magnitude pruning ranks weights over the whole "
+                                    "model (global) or within each layer (layer).",
+                                    choices=SCOPES)
+  prune_sparsities: tuple[float, ...] = config_setting(
+      (0.5, 0.75, 0.9, 0.95), "Rising sparsities of the iterative prune / fine-tune rounds, "
+      "comma separated.", check=each(between(0, 1)))
+  oneshot_sparsities: tuple[float, ...] = config_setting(
+      (0.5, 0.75, 0.9, 0.95, 0.98), "Sparsities evaluated by pruning the trained model without "
+      "retraining, comma separated.")
+  target_sparsity: float = config_setting(
+      0.9, "The prune_sparsities round whose model is deployed and judged against the target.",
+      check=between(0, 1))
+  fine_tune_steps: int = config_setting(300, "Fine-tuning steps per iterative pruning round.")
+  fine_tune_learning_rate: float = config_setting(
+      3e-4, "Adam learning rate of the fine-tuning after each pruning round.")
+  structured_widths: tuple[int, ...] = config_setting(
+      (100, 50), "Hidden units kept per layer by structured pruning, comma separated.")
+  structured_steps: int = config_setting(1000, "Fine-tuning steps of the narrowed MLP.")
+  structured_learning_rate: float = config_setting(
+      1e-3, "Adam learning rate of the narrowed MLP's fine-tuning.")
+  score_examples: int = config_setting(2000, "Training examples whose mean |activation| scores "
+                                       "the units for structured pruning.", check=at_least(1))
+  timing_batch_sizes: tuple[int, ...] = config_setting(
+      (1, 1000), "Batch sizes of the inference throughput timings, comma separated.")
+  timing_seconds: float = config_setting(0.2, "Least seconds of calls per throughput timing.",
+                                         check=positive_finite)
+  eval_batch_size: int = config_setting(1000, "Examples per evaluation batch.")
+  seeds: tuple[int, ...] = config_setting((0, 1, 2), "Seeds trained together in one vmapped "
+                                          "program, comma separated.")
 
 
 def smoke_config() -> SparsityConfig:
@@ -546,13 +571,7 @@ def plot_accuracy_vs_sparsity(results: dict, directory: str) -> str:
 # ---- command line ------------------------------------------------------------------------------
 
 def define_flags() -> None:
-  define_experiment_flags(SparsityConfig, "runs/sparsity", choices={"prune_scope": SCOPES}, help={
-      "settings": f"Penalty settings, comma separated, from {','.join(SETTINGS)}.",
-      "prune_sparsities": "Rising sparsities of the iterative prune / fine-tune rounds.",
-      "oneshot_sparsities": "Sparsities evaluated by pruning the trained model without retraining.",
-      "structured_widths": "Hidden units kept per layer by structured pruning.",
-      "seeds": "Seeds trained together in one vmapped program, comma separated.",
-  })
+  define_experiment_flags(SparsityConfig, "runs/sparsity")
 
 
 def main(argv):

@@ -69,13 +69,17 @@ def main(argv):
 
 
 def define_flags() -> None:
-  flags.DEFINE_float("size_gb", 1.0, "Size of the float32 input file to stream.")
-  flags.DEFINE_integer("row_floats", 784, "Floats per example (784: an MNIST image).")
-  flags.DEFINE_integer("batch_size", 128, "Examples per batch.")
-  flags.DEFINE_integer("num_batches", 0, "Batches to stream; 0 streams one whole epoch.")
-  flags.DEFINE_enum("mode", "split", ["split", "naive"], "dl_jax Split, or plain np.memmap indexing.")
-  flags.DEFINE_string("dir", "/tmp/dl_jax_stream", "Where the generated files live (kept for reuse).")
-  flags.DEFINE_integer("seed", 0, "Batch order seed.")
+  flags.DEFINE_float("size_gb", 1.0, "Size of the float32 input file to stream, in GiB.")
+  flags.DEFINE_integer("row_floats", 784, "Floats per example (784: an MNIST image).",
+                       lower_bound=1)
+  flags.DEFINE_integer("batch_size", 128, "Examples per batch.", lower_bound=1)
+  flags.DEFINE_integer("num_batches", 0, "Batches to stream; 0 streams one whole epoch.",
+                       lower_bound=0)
+  flags.DEFINE_enum("mode", "split", ["split", "naive"],
+                    "dl_jax Split, or plain np.memmap indexing.")
+  flags.DEFINE_string("dir", "/tmp/dl_jax_stream",
+                      "Where the generated files live (kept for reuse).")
+  flags.DEFINE_integer("seed", 0, "Batch order seed.", lower_bound=0)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data.translation import LANGUAGES, Translation, translation_data
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.seq2seq import ATTENTIONS, CELLS, Seq2Seq
+from dl_jax.settings import at_least, positive_finite, setting
 from dl_jax.train import (FitConfig, TrainState, create_train_state, fit, make_eval_step,
                           make_train_step)
 from dl_jax.train.sequence import sequence_loss, sequence_metrics
@@ -35,31 +36,41 @@ from dl_jax.train.writers import is_writer, quiet_library_logs, write_config, wr
 
 @dataclasses.dataclass(frozen=True)
 class TranslateConfig:
-  language: str = "fr"
-  num_train: int = 20_000
-  num_val: int = 1_000
-  num_test: int = 2_000  # held-out numbers: never in train or val, nor any of their strings
-  min_word_count: int = 10  # rarer words are spelled in characters
-  embed_dim: int = 64
-  encoder_size: int = 128  # per direction
-  decoder_size: int = 256
-  cell: str = "gru"
-  attention: str = "bahdanau"
-  dropout: float = 0.0
-  learning_rate: float = 3e-3
-  warmup_steps: int = 200
-  clip_norm: float = 1.0
-  batch_size: int = 128
-  steps: int = 1000
-  eval_every: int = 250
-  eval_batch_size: int = 1000
-  log_every: int = 100
-  checkpoint_every: int = 1000
-  patience: int = 0
-  num_samples: int = 20  # sample translations to print and save, mistakes first
-  beam_size: int = 4  # held-out numbers are also decoded by beam search; 1: greedy only
-  length_penalty: float = 0.0  # beam search's final pick: log-prob / ((5 + len) / 6)^this
-  seed: int = 0
+  language: str = setting("fr", "Target language of the English number words.",
+                          choices=list(LANGUAGES))
+  num_train: int = setting(20_000, "Training numbers (drawn without replacement).",
+                           check=at_least(1))
+  num_val: int = setting(1_000, "Validation numbers; 0: no validation split.", check=at_least(0))
+  num_test: int = setting(2_000, "Held-out test numbers: never in train or val, nor any of their "
+                          "strings.", check=at_least(1))
+  min_word_count: int = setting(10, "Training occurrences a word needs to be one token; rarer "
+                                "words are spelled in characters.")
+  embed_dim: int = setting(64, "Length of the token embeddings.")
+  encoder_size: int = setting(128, "Units of the bidirectional encoder, per direction.")
+  decoder_size: int = setting(256, "Units of the decoder cell.")
+  cell: str = setting("gru", "Recurrent cell of encoder and decoder.", choices=sorted(CELLS))
+  attention: str = setting("bahdanau", "Attention of the decoder over the encoder states.",
+                           choices=list(ATTENTIONS))
+  dropout: float = setting(0.0, "Dropout rate in the model.")
+  learning_rate: float = setting(3e-3, "Peak learning rate of Adam (warm-up, then cosine decay).")
+  warmup_steps: int = setting(200, "Linear warm-up steps.")
+  clip_norm: float = setting(1.0, "Gradients are clipped to this global norm.",
+                             check=positive_finite)
+  batch_size: int = setting(128, "Training pairs per step.")
+  steps: int = setting(1000, "Training steps.")
+  eval_every: int = setting(250, "Steps between evaluations.")
+  eval_batch_size: int = setting(1000, "Examples per evaluation and decoding batch.")
+  log_every: int = setting(100, "Steps between metrics lines.")
+  checkpoint_every: int = setting(1000, "Steps between checkpoints.")
+  patience: int = setting(0, "Evaluations without a better validation accuracy before stopping; "
+                          "0: off.")
+  num_samples: int = setting(20, "Sample translations to print and save, mistakes first.",
+                             check=at_least(0))
+  beam_size: int = setting(4, "Beam width of a second decoding of the held-out numbers; 1: greedy "
+                           "only.")
+  length_penalty: float = setting(0.0, "Exponent of beam search's length normalization: it picks "
+                                  "by log-prob / ((5 + len) / 6)^this.")
+  seed: int = setting(0, "Seed of the number draw, initialization, data order and dropout.")
 
 
 def smoke_config() -> TranslateConfig:
@@ -173,11 +184,8 @@ def _write_samples(path: str, samples: list[dict]) -> None:
 
 # ---- command line ------------------------------------------------------------------------------
 
-_CHOICES = {"language": list(LANGUAGES), "cell": sorted(CELLS), "attention": list(ATTENTIONS)}
-
-
 def define_flags() -> None:
-  define_experiment_flags(TranslateConfig, "runs/translate", choices=_CHOICES)
+  define_experiment_flags(TranslateConfig, "runs/translate")
 
 
 def main(argv):

@@ -37,3 +37,15 @@ def test_readme_command_writes_blocks_whose_results_exist(tmp_path, monkeypatch,
   text = open("README.md").read()
   assert "| a | 1.0 |" in text and "--blocks=benchmark" in text and "\nkept\n" in text
   assert "runs/mnist1d_table/results.md not found" in capsys.readouterr().err
+
+
+def test_pages_show_each_experiments_claims_config_and_tables(smoke_tour, tmp_path):
+  results, workdir = smoke_tour
+  pages = readme.write_pages(workdir, str(tmp_path))
+  assert sorted(os.path.basename(p) for p in pages) == sorted(f"{n}.md" for n in results["stages"])
+  text = (tmp_path / "regularization.md").read_text()
+  for claim in results["claims"]:
+    if claim["experiment"] == "regularization":
+      assert claim["claim"] in text and claim["evidence"] in text
+  assert '"strategies": [' in text and "## Its tables" in text
+  assert "from a `smoke` tour" in text

@@ -24,6 +24,15 @@ def test_every_default_and_smoke_config_passes_its_checks(name):
   validate(type(smoke)())
 
 
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_config_field_has_its_own_help_text(name):
+  config_cls = type(importlib.import_module(f"experiments.{name}").smoke_config())
+  missing = [field.name for field in dataclasses.fields(config_cls)
+             if not str(field.metadata.get("help") or "").strip()
+             or field.metadata["help"].strip() == field.name]
+  assert not missing, f"{config_cls.__name__}: give these fields a setting(...) with help: {missing}"
+
+
 @pytest.mark.parametrize("budget", ["smoke", "default", "full"])
 def test_every_tour_budget_passes_the_checks(budget):
   for stage in tour.STAGES:
