@@ -27,7 +27,16 @@ _STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.E
 
 def run(main) -> None:
   """`absl.app.run(main)`, with user errors, storage errors and Ctrl-C reported in one line."""
-  app.run(reporting(main))
+  app.run(reporting(main), flags_parser=parse_flags)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag (unknown, mistyped, not among its choices) reported in
+  one line and exit 2 rather than absl's FATAL message and exit 1."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(f"{e}; run with --helpshort for the flags and what they accept.")
 
 
 def reporting(main):

@@ -62,15 +62,17 @@ def define_experiment_flags(config_cls: type, default_workdir: str,
   define_config_flags(config_cls, choices, help)
 
 
-def experiment_config(config_cls: type, smoke_config, hold_workdir: bool = True) -> Any:
-  """The smoke or default config, with the flags set on the command line applied and every field
-  checked (ConfigError); then takes --workdir for this process (WorkdirBusyError if another live
+def experiment_config(config_cls: type, smoke_config, hold_workdir: bool = True,
+                      base: Any = None) -> Any:
+  """The smoke or default config (or `base`), with --config's file and the flags set on the
+  command line applied and every field checked (ConfigError); then takes --workdir for this process (WorkdirBusyError if another live
   process has it; `hold_workdir=False` leaves that to the caller, e.g. after joining a
   multi-process run) and turns on the compilation cache that --compilation_cache names (before
   anything compiles)."""
   from dl_jax.train.workdir_lock import hold  # the lock asks JAX which process writes
 
-  base = smoke_config() if flags.FLAGS.smoke else config_cls()
+  if base is None:
+    base = smoke_config() if flags.FLAGS.smoke else config_cls()
   if flags.FLAGS.config:
     base = config_from_file(config_cls, base, flags.FLAGS.config)
   config = validate(config_from_flags(config_cls, base))

@@ -56,8 +56,11 @@ def main(argv: list[str] | None = None) -> None:
   # under it too (dl_jax.config_flags), so NAME's own flags are the ones shown.
   sys.argv = [module.__name__, *argv[2:]]
   sys.modules["__main__"].__doc__ = module.__doc__  # what absl's --help prints first
-  module.define_flags()
-  cli.run(module.main)
+  if hasattr(module, "EXPERIMENT"):
+    module.EXPERIMENT.command()
+  else:  # the tour, train and the tools define their own flags and main
+    module.define_flags()
+    cli.run(module.main)
 
 
 if __name__ == "__main__":

@@ -45,14 +45,13 @@ from typing import Iterator
 
 import jax
 import numpy as np
-from absl import flags
 
-from dl_jax import cli, optim
+from dl_jax import optim
 from dl_jax.activations import ACTIVATIONS, get_activation
-from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.diagnostics import first_last_ratio, layer_gradient_norms
 from dl_jax.initializers import INITIALIZERS, get_initializer
+from dl_jax.lab.experiment import Experiment
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models import MLP
 from dl_jax.plots import save_figure, subplots
@@ -60,7 +59,7 @@ from dl_jax.settings import at_least, each, one_of, setting
 from dl_jax.train import classification_loss, classification_metrics, create_train_state, evaluate
 from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_train_step,
                                 stack_states)
-from dl_jax.train.writers import quiet_library_logs, write_config, write_json
+from dl_jax.train.writers import write_config, write_json
 
 CHANCE = 0.1  # both datasets have 10 balanced classes
 STALLED = 2 * CHANCE  # a net whose mean test accuracy stays below this did not train
@@ -383,24 +382,20 @@ def plot_accuracy_heatmaps(results: dict, dataset: str, directory: str) -> str:
 
 # ---- command line ------------------------------------------------------------------------------
 
-def define_flags() -> None:
-  define_experiment_flags(ActivationsConfig, "runs/activations")
+
+def summary(results: dict) -> str:
+  """What the command prints: the headline figures."""
+  return "\n".join(headline_table(results))
 
 
-def main(argv):
-  del argv
-  quiet_library_logs()
-  config = experiment_config(ActivationsConfig, smoke_config)
-  try:
-    _check(config)
-  except ValueError as e:  # a bad name or size: a sentence, not a traceback
-    cli.fail(str(e))
-  results = run(config, flags.FLAGS.workdir)
-  print("\n".join(headline_table(results)))
-  print(f"wall time {results['wall_seconds']:.0f} s; full tables in "
-        f"{os.path.join(flags.FLAGS.workdir, 'results.md')}")
+# The tour's budget: the default config with these fields changed (every compared arm >= 5 seeds).
+TOUR = dict(datasets=("mnist",), depths=(2, 30), activations=("sigmoid", "relu"),
+            inits=("glorot", "he"), steps=500, seeds=(0, 1, 2, 3, 4))
+
+EXPERIMENT = Experiment(name="activations", config=ActivationsConfig, run=run, records=records,
+                        summary=summary, variants={"smoke": smoke_config, "tour": TOUR},
+                        check=_check)
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run(main)
+  EXPERIMENT.command()

@@ -29,17 +29,15 @@ from typing import Iterator
 import jax
 import numpy as np
 import optax
-from absl import flags
 
-from dl_jax import cli
 from dl_jax.adversarial.attacks import cross_entropy_loss, fgsm, pgd, uniform_noise
 from dl_jax.adversarial.evaluation import accuracy_under_attack, make_predict
 from dl_jax.adversarial.learned_adversary import (PerturbationGenerator, adversary_round_fn,
                                                   init_adversary_state)
 from dl_jax.adversarial.training import (ATTACK_STREAM, adversarial_loss, eval_logits_fn,
                                          fgsm_attack, linear_ramp, pgd_attack)
-from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
+from dl_jax.lab.experiment import Experiment
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.cnn import CNN
 from dl_jax.plots import save_figure, subplots
@@ -49,7 +47,7 @@ from dl_jax.train import classification_loss, classification_metrics, count_para
 from dl_jax.train.rng import stream_id
 from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step, stack_states, unstack_state)
-from dl_jax.train.writers import quiet_library_logs, write_config, write_json
+from dl_jax.train.writers import write_config, write_json
 
 TRAININGS = ("normal", "fgsm", "pgd", "adversary")
 # Madry et al. 2018, MNIST challenge white-box leaderboard, eps 0.3, full 60k training set (%).
@@ -532,24 +530,20 @@ def plot_examples(config: RobustnessConfig, dataset: Dataset, attacks: dict, pre
 
 # ---- command line ------------------------------------------------------------------------------
 
-def define_flags() -> None:
-  define_experiment_flags(RobustnessConfig, "runs/adversarial")
+
+def summary(results: dict) -> str:
+  """What the command prints: the headline figures."""
+  return "\n".join(accuracy_table(results) + [""] + checks_lines(results))
 
 
-def main(argv):
-  del argv
-  quiet_library_logs()
-  config = experiment_config(RobustnessConfig, smoke_config)
-  try:
-    check_config(config)
-  except ValueError as e:
-    cli.fail(str(e))
-  results = run(config, flags.FLAGS.workdir)
-  print("\n".join(accuracy_table(results) + [""] + checks_lines(results)))
-  print(f"wall time {results['wall_seconds']:.0f} s; full report in "
-        f"{os.path.join(flags.FLAGS.workdir, 'results.md')}")
+# The tour's budget: the default config with these fields changed (every compared arm >= 5 seeds).
+TOUR = dict(trainings=("normal", "pgd"), seeds=(0, 1, 2, 3, 4), steps=800, eps_ramp_steps=200,
+            eval_eps=(0.1, 0.3), large_eps=(0.7,), pgd_eval_steps=(10, 40), restarts=2)
+
+EXPERIMENT = Experiment(name="adversarial", config=RobustnessConfig, run=run, records=records,
+                        summary=summary, variants={"smoke": smoke_config, "tour": TOUR},
+                        check=check_config)
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run(main)
+  EXPERIMENT.command()

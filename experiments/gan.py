@@ -56,16 +56,14 @@ from typing import Iterator
 import jax
 import numpy as np
 import optax
-from absl import flags
 
-from dl_jax import cli
-from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.gan import (Discriminator, Generator, augment, class_coverage, classifier_outputs,
                         discriminator_metrics, frechet_distance, gaussian_stats, generate,
                         init_gan_state, latent_noise, make_classifier_outputs, make_gan_step,
                         save_sample_grid)
 from dl_jax.gan.augment import check_policy
+from dl_jax.lab.experiment import Experiment
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.cnn import CNN
 from dl_jax.plots import plot_mean_std_curves, save_figure, subplots
@@ -74,7 +72,7 @@ from dl_jax.stats import mean_std
 from dl_jax.train import (FitConfig, classification_loss, classification_metrics, fit,
                           make_eval_step, make_train_step, stream_key)
 from dl_jax.train.state import count_params, create_train_state
-from dl_jax.train.writers import quiet_library_logs, write_config, write_json
+from dl_jax.train.writers import write_config, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -524,24 +522,19 @@ def plot_final_samples(runs: list[dict], directory: str) -> str:
 
 # ---- command line --------------------------------------------------------------------------------
 
-def define_flags() -> None:
-  define_experiment_flags(GANConfig, "runs/gan")
+
+def summary(results: dict) -> str:
+  """What the command prints: the headline figures."""
+  return "\n".join(headline_table(results))
 
 
-def main(argv):
-  del argv
-  quiet_library_logs()
-  config = experiment_config(GANConfig, smoke_config)
-  try:
-    _check(config)
-  except ValueError as e:
-    cli.fail(str(e))
-  results = run(config, flags.FLAGS.workdir)
-  print("\n".join(headline_table(results)))
-  print(f"wall time {results['wall_seconds']:.0f} s; full report in "
-        f"{os.path.join(flags.FLAGS.workdir, 'results.md')}")
+# The tour's budget: the default config with these fields changed (every compared arm >= 5 seeds).
+TOUR = dict(steps=1500, seeds=(0, 1), classifier_steps=600)
+
+EXPERIMENT = Experiment(name="gan", config=GANConfig, run=run, records=records,
+                        summary=summary, variants={"smoke": smoke_config, "tour": TOUR},
+                        check=_check)
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run(main)
+  EXPERIMENT.command()

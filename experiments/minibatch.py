@@ -35,13 +35,11 @@ from typing import Iterator
 import jax
 import numpy as np
 import optax
-from absl import flags
 
-from dl_jax import cli
-from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import load_dataset
 from dl_jax.data.augment import write_augmented
 from dl_jax.diagnostics.gradient_noise import expected_variance_ratio, gradient_noise
+from dl_jax.lab.experiment import Experiment
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models import MLP
 from dl_jax.plots import save_figure, subplots
@@ -49,7 +47,7 @@ from dl_jax.settings import at_least, each, one_of, positive_finite, setting
 from dl_jax.train import classification_loss, classification_metrics
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step, unstack_state)
-from dl_jax.train.writers import quiet_library_logs, write_config, write_json
+from dl_jax.train.writers import write_config, write_json
 from dl_jax.stats import mean_std, percent
 
 PARTS = ("sweep", "out_of_core")
@@ -341,17 +339,13 @@ def _out_of_core_lines(r: dict) -> list[str]:
   return lines
 
 
-def define_flags() -> None:
-  define_experiment_flags(MinibatchConfig, "runs/minibatch")
+# The tour's budget: the default config with these fields changed (every compared arm >= 5 seeds).
+TOUR = dict(datasets=("mnist",), batch_sizes=(8, 32, 128, 0), epochs=10, out_of_core_gb=2.0,
+            memory_cap_gb=1.5, out_of_core_widths=(128, 128), seeds=(0, 1, 2, 3, 4))
 
-
-def main(argv):
-  del argv
-  quiet_library_logs()
-  results = run(experiment_config(MinibatchConfig, smoke_config), flags.FLAGS.workdir)
-  print(markdown_report(results))
+EXPERIMENT = Experiment(name="minibatch", config=MinibatchConfig, run=run, records=records,
+                        summary=markdown_report, variants={"smoke": smoke_config, "tour": TOUR})
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run(main)
+  EXPERIMENT.command()

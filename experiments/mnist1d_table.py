@@ -20,12 +20,11 @@ from typing import Callable, Iterator
 import jax
 import numpy as np
 import optax
-from absl import flags
 
-from dl_jax import cli, optim
-from dl_jax.config_flags import define_experiment_flags, experiment_config
+from dl_jax import optim
 from dl_jax.data import load_dataset
 from dl_jax.environment import describe_cpu, environment
+from dl_jax.lab.experiment import Experiment
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models import MODELS, make_model
 from dl_jax.plots import plot_mean_std_curves
@@ -34,7 +33,7 @@ from dl_jax.train import classification_loss, classification_metrics, count_para
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step, map_seed_groups, split_seeds,
                                 unstack_state)
-from dl_jax.train.writers import quiet_library_logs, write_config, write_json
+from dl_jax.train.writers import write_config, write_json
 from dl_jax.stats import mean_std, percent
 
 # name -> (parameters, README test accuracy, logged CPU run, shuffled-sequence accuracy), in %.
@@ -228,17 +227,13 @@ def _measured_on(results: dict) -> list[str]:
               f"whole table {results['wall_seconds'] / 60:.1f} min."]
 
 
-def define_flags() -> None:
-  define_experiment_flags(TableConfig, "runs/mnist1d_table")
+# The tour's budget: the default config with these fields changed (every compared arm >= 5 seeds).
+TOUR = dict(models=("mlp", "cnn_mnist1d", "gru_mnist1d"), steps=3000,
+            num_seeds=6)  # two groups of 3 share one compiled program (5 would compile two)
 
-
-def main(argv):
-  del argv
-  quiet_library_logs()
-  results = run(experiment_config(TableConfig, smoke_config), flags.FLAGS.workdir)
-  print(markdown_table(results))
+EXPERIMENT = Experiment(name="mnist1d_table", config=TableConfig, run=run, records=records,
+                        summary=markdown_table, variants={"smoke": smoke_config, "tour": TOUR})
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run(main)
+  EXPERIMENT.command()

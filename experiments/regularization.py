@@ -39,15 +39,15 @@ from typing import Iterator
 import jax
 import numpy as np
 import optax
-from absl import flags
 from scipy import stats
 
-from dl_jax import cli, optim
-from dl_jax.config_flags import define_experiment_flags, experiment_config
+from dl_jax import optim
 from dl_jax.constraints import max_norm, max_unit_norms
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.data.split import stratified_positions
+from dl_jax.lab.experiment import Experiment
 from dl_jax.lab.records import Record, Recorder
+from dl_jax.lab.verdicts import compare, format_p
 from dl_jax.models.dropout import check_rate
 from dl_jax.models.mlp import MLP
 from dl_jax.plots import plot_mean_std_curves
@@ -55,7 +55,7 @@ from dl_jax.settings import at_least, setting
 from dl_jax.train import classification_loss, classification_metrics
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step)
-from dl_jax.train.writers import quiet_library_logs, write_config, write_json
+from dl_jax.train.writers import write_config, write_json
 from dl_jax.stats import mean_std, percent
 
 STREAMS = ("dropout", "dropconnect")
@@ -95,7 +95,8 @@ class RegularizationConfig:
 def smoke_config() -> RegularizationConfig:
   """Seconds on a laptop CPU: what the tests run end to end."""
   return RegularizationConfig(tasks=("mnist1d:200",), widths=(32, 32), warmup_steps=5,
-                              strategies=("none", "dropconnect=0.5", "dropout=0.5+max_norm=0.5"),
+                              strategies=("none", "dropout=0.5", "dropconnect=0.5",
+                                          "dropout=0.5+max_norm=0.5"),
                               steps=40, eval_every=20, steps_per_call=10, num_seeds=2)
 
 
@@ -225,11 +226,12 @@ def _gaps(accuracy: dict[str, np.ndarray]) -> dict[str, list]:
 # ---- figures computed from the per-seed results ------------------------------------------------
 
 def paired_change(values, baseline) -> dict:
-  """Mean ± std over seeds of (values - baseline), and whether the mean is clearly non-zero
-  (|mean| > 2 standard errors of the paired differences)."""
+  """Mean ± std over seeds of (values - baseline), the two-sided p-value of a paired t-test of
+  "no change" (each side's one-sided p doubled), and whether it is clear: p < 0.05."""
   diff = np.asarray(values, dtype=float) - np.asarray(baseline, dtype=float)
-  stderr = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.inf
-  return {**mean_std(diff), "clear": bool(abs(diff.mean()) > 2 * stderr)}
+  test = compare(values, baseline, paired=True)
+  p = min(1.0, 2 * min(test.p, test.p_opposite))
+  return {**mean_std(diff), "p": p, "clear": bool(p < 0.05)}
 
 
 def summarize(runs: dict[str, dict]) -> dict[str, dict]:
@@ -358,7 +360,8 @@ def _change(stat: dict | None, words: tuple[str, str]) -> str:
     return "-"
   verdict = "n.s." if not stat["clear"] else words[0] if stat["mean"] < 0 else words[1]
   relative = f", {100 * stat['relative']:+.0f}%" if "relative" in stat else ""
-  return f"{100 * stat['mean']:+.1f} ± {100 * stat['std']:.1f} ({verdict}{relative})"
+  return (f"{100 * stat['mean']:+.1f} ± {100 * stat['std']:.1f} ({verdict}{relative}, "
+          f"{format_p(stat['p'])})")
 
 
 def markdown_report(results: dict) -> str:
@@ -369,8 +372,9 @@ def markdown_report(results: dict) -> str:
            f"({config['schedule']}), batch {config['batch_size']}, {config['steps']} steps, "
            f"{config['num_seeds']} seeds; wall time {results['wall_seconds']:.0f} s. Accuracy in "
            "%, mean ± std over seeds. gap = train - test accuracy (points). Changes are paired by "
-           "seed against `none`; 'shrinks'/'widens'/'better'/'worse' when |mean| > 2 standard "
-           "errors, else 'n.s.'; the % is the gap change relative to `none`'s gap.", ""]
+           "seed against `none`; 'shrinks'/'widens'/'better'/'worse' when a two-sided paired "
+           "t-test over seeds gives p < 0.05, else 'n.s.'; the % is the gap change relative to "
+           "`none`'s gap.", ""]
   for task, record in results["tasks"].items():
     meta = record["dataset"]
     lines += [f"## {task} ({meta['num_train']} train, {meta['num_val']} val, "
@@ -402,17 +406,13 @@ def paper_lines(paper: dict) -> list[str]:
                   f"{paper['kendall_tau']:.2f}."]
 
 
-def main(argv):
-  del argv
-  quiet_library_logs()
-  results = run(experiment_config(RegularizationConfig, smoke_config), flags.FLAGS.workdir)
-  print(markdown_report(results))
+# The tour's budget: the default config with these fields changed (every compared arm >= 5 seeds).
+TOUR = dict(tasks=("mnist:500",), strategies=("none", "dropout=0.5", "dropconnect=0.5"),
+            steps=500, num_seeds=5)
 
-
-def define_flags() -> None:
-  define_experiment_flags(RegularizationConfig, "runs/regularization")
+EXPERIMENT = Experiment(name="regularization", config=RegularizationConfig, run=run, records=records,
+                        summary=markdown_report, variants={"smoke": smoke_config, "tour": TOUR})
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run(main)
+  EXPERIMENT.command()

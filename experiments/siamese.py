@@ -51,14 +51,13 @@ from typing import Iterator
 
 import jax
 import numpy as np
-from absl import flags
 
-from dl_jax import cli, optim
+from dl_jax import optim
 from dl_jax.activations import ACTIVATIONS
-from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.data.pairs import (ClassIndex, PairBatches, per_class_subset, sample_episodes,
                                sample_pairs)
+from dl_jax.lab.experiment import Experiment
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.metric_losses import pair_distances
 from dl_jax.models.mlp import MLP
@@ -68,7 +67,7 @@ from dl_jax.settings import at_least, each, one_of, positive_finite, setting
 from dl_jax.train import NonFiniteError, count_params
 from dl_jax.train.metric_learning import LOSSES, pair_loss
 from dl_jax.train.seeds import make_seeds_init, make_seeds_train_step, unstack_state
-from dl_jax.train.writers import quiet_library_logs, write_config, write_json
+from dl_jax.train.writers import write_config, write_json
 from dl_jax.verification import (best_threshold, one_shot_accuracy, verification_accuracy,
                                  verification_auc)
 from dl_jax.stats import mean_std
@@ -428,24 +427,20 @@ def plot_accuracy_bars(results: dict, directory: str) -> str:
 
 # ---- command line ------------------------------------------------------------------------------
 
-def define_flags() -> None:
-  define_experiment_flags(SiameseConfig, "runs/siamese")
+
+def summary(results: dict) -> str:
+  """What the command prints: the headline figures."""
+  return "\n".join(headline_table(results))
 
 
-def main(argv):
-  del argv
-  quiet_library_logs()
-  config = experiment_config(SiameseConfig, smoke_config)
-  try:
-    check_config(config)
-  except ValueError as e:  # a bad name or size: a sentence, not a traceback
-    cli.fail(str(e))
-  results = run(config, flags.FLAGS.workdir)
-  print("\n".join(headline_table(results)))
-  print(f"wall time {results['wall_seconds']:.0f} s; full tables in "
-        f"{os.path.join(flags.FLAGS.workdir, 'results.md')}")
+# The tour's budget: the default config with these fields changed (every compared arm >= 5 seeds).
+TOUR = dict(variants=("shared", "unshared_equal_params"), train_per_class=20, steps=500,
+            seeds=(0, 1, 2, 3, 4))
+
+EXPERIMENT = Experiment(name="siamese", config=SiameseConfig, run=run, records=records,
+                        summary=summary, variants={"smoke": smoke_config, "tour": TOUR},
+                        check=check_config)
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run(main)
+  EXPERIMENT.command()

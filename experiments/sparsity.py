@@ -46,11 +46,9 @@ from typing import Iterator
 import jax
 import numpy as np
 import optax
-from absl import flags
 
-from dl_jax import cli
-from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import Dataset, load_dataset
+from dl_jax.lab.experiment import Experiment
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.mlp import MLP
 from dl_jax.plots import colour_cycle, save_figure, subplots
@@ -68,7 +66,7 @@ from dl_jax.train import (classification_loss, classification_metrics, count_par
 from dl_jax.train.classification import apply_model
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_train_step,
                                 stack_states, unstack_state)
-from dl_jax.train.writers import quiet_library_logs, write_config, write_json
+from dl_jax.train.writers import write_config, write_json
 
 SETTINGS = ("none", "l2", "l1", "elastic", "activation_l1")
 TARGET_LOSS = 0.01  # Han et al. 2015: pruning may cost at most 1 point of test accuracy
@@ -128,7 +126,7 @@ class SparsityConfig:
 
 def smoke_config() -> SparsityConfig:
   """Seconds on a laptop CPU: what the tests run end to end."""
-  return SparsityConfig(settings=("l1", "activation_l1"), widths=(32, 16), steps=30,
+  return SparsityConfig(settings=("none", "l1", "activation_l1"), widths=(32, 16), steps=30,
                         prune_sparsities=(0.5, 0.9), oneshot_sparsities=(0.5, 0.9),
                         fine_tune_steps=10, structured_widths=(8, 4), structured_steps=10,
                         score_examples=200, timing_batch_sizes=(100,), timing_seconds=0.01,
@@ -570,24 +568,21 @@ def plot_accuracy_vs_sparsity(results: dict, directory: str) -> str:
 
 # ---- command line ------------------------------------------------------------------------------
 
-def define_flags() -> None:
-  define_experiment_flags(SparsityConfig, "runs/sparsity")
+
+def summary(results: dict) -> str:
+  """What the command prints: the headline figures."""
+  return "\n".join(_targets_section(results))
 
 
-def main(argv):
-  del argv
-  quiet_library_logs()
-  config = experiment_config(SparsityConfig, smoke_config)
-  try:
-    _check(config)
-  except ValueError as e:  # a bad name or size: a sentence, not a traceback
-    cli.fail(str(e))
-  results = run(config, flags.FLAGS.workdir)
-  print("\n".join(_targets_section(results)))
-  print(f"wall time {results['wall_seconds']:.0f} s; full tables in "
-        f"{os.path.join(flags.FLAGS.workdir, 'results.md')}")
+# The tour's budget: the default config with these fields changed (every compared arm >= 5 seeds).
+TOUR = dict(settings=("none", "l1", "activation_l1"), steps=1000, structured_steps=500,
+            fine_tune_steps=150, prune_sparsities=(0.5, 0.9), timing_seconds=0.05,
+            seeds=(0, 1, 2, 3, 4))
+
+EXPERIMENT = Experiment(name="sparsity", config=SparsityConfig, run=run, records=records,
+                        summary=summary, variants={"smoke": smoke_config, "tour": TOUR},
+                        check=_check)
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run(main)
+  EXPERIMENT.command()

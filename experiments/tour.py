@@ -41,39 +41,11 @@ from experiments.tour_claims import judge_claims
 STAGES = ("minibatch", "activations", "mnist1d_table", "translate", "sparsity", "regularization",
           "siamese", "adversarial", "gan")
 
-# The default budget: each experiment's own default config with these fields changed. Every arm a
-# claim compares runs 5 seeds or more (the seeds of an arm train together, vmapped); the GAN is
-# judged per seed, on 2. Seconds per stage are in results.json; the README's claims block says how
-# long the tour behind it took, on which CPU.
-FIVE_SEEDS = (0, 1, 2, 3, 4)
-DEFAULT_BUDGET = {
-    "minibatch": dict(datasets=("mnist",), batch_sizes=(8, 32, 128, 0), epochs=10,
-                      out_of_core_gb=2.0, memory_cap_gb=1.5, out_of_core_widths=(128, 128),
-                      seeds=FIVE_SEEDS),
-    "activations": dict(datasets=("mnist",), depths=(2, 30), activations=("sigmoid", "relu"),
-                        inits=("glorot", "he"), steps=500, seeds=FIVE_SEEDS),
-    # 6 seeds: two groups of 3 that train at once share one compiled program (5 would compile two)
-    "mnist1d_table": dict(models=("mlp", "cnn_mnist1d", "gru_mnist1d"), steps=3000, num_seeds=6),
-    "translate": dict(num_train=10_000, encoder_size=64, decoder_size=128, steps=400,
-                      eval_every=200, checkpoint_every=400),
-    "sparsity": dict(settings=("none", "l1", "activation_l1"), steps=1000, structured_steps=500,
-                     fine_tune_steps=150, prune_sparsities=(0.5, 0.9), timing_seconds=0.05,
-                     seeds=FIVE_SEEDS),
-    "regularization": dict(tasks=("mnist:500",), strategies=("none", "dropout=0.5",
-                                                             "dropconnect=0.5"), steps=500,
-                           num_seeds=5),
-    "siamese": dict(variants=("shared", "unshared_equal_params"), train_per_class=20, steps=500,
-                    seeds=FIVE_SEEDS),
-    "adversarial": dict(trainings=("normal", "pgd"), seeds=FIVE_SEEDS, steps=800,
-                        eps_ramp_steps=200, eval_eps=(0.1, 0.3), large_eps=(0.7,),
-                        pgd_eval_steps=(10, 40), restarts=2),
-    "gan": dict(steps=1500, seeds=(0, 1), classifier_steps=600),
-}
-# The smoke budget: each experiment's smoke config, plus what a claim needs to be judged.
-SMOKE_BUDGET = {
-    "sparsity": dict(settings=("none", "l1", "activation_l1")),
-    "regularization": dict(strategies=("none", "dropout=0.5", "dropconnect=0.5")),
-}
+# Each experiment declares its own variants beside its code (`EXPERIMENT.variants`): the tour's
+# budgets are those variants by name. In the default ("tour") budget every arm a claim compares
+# runs 5 seeds or more; seconds per stage are in results.json, and the README's claims block says
+# how long the tour behind it took, on which CPU.
+VARIANT = {"smoke": "smoke", "default": "tour", "full": "full"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,24 +69,23 @@ def budget_name(config: TourConfig, smoke: bool) -> str:
   return "smoke" if smoke else "full" if config.full else "default"
 
 
+def experiment(name: str):
+  """The `Experiment` declared by experiments/<name>.py."""
+  return importlib.import_module(f"experiments.{name}").EXPERIMENT
+
+
 def stage_config(name: str, budget: str):
   """The config experiment `name` runs with at `budget` ('smoke', 'default' or 'full')."""
-  module = importlib.import_module(f"experiments.{name}")
-  smoke = module.smoke_config()
-  if budget == "smoke":
-    return dataclasses.replace(smoke, **SMOKE_BUDGET.get(name, {}))
-  default = type(smoke)()
-  return default if budget == "full" else dataclasses.replace(default, **DEFAULT_BUDGET[name])
+  return experiment(name).config_for(VARIANT[budget])
 
 
 def run_stage(name: str, config, workdir: str) -> dict:
   """Runs one experiment into workdir/<name>; a failure is recorded, not raised."""
-  module = importlib.import_module(f"experiments.{name}")
   print(f"== tour: {name}", file=sys.stderr, flush=True)
   start, cpu = time.perf_counter(), time.process_time()
   record = {"config": dataclasses.asdict(config), "results": None, "error": None}
   try:
-    record["results"] = module.run(config, os.path.join(workdir, name))
+    record["results"] = experiment(name).run(config, os.path.join(workdir, name))
   except Exception as error:  # the tour goes on; the report and the exit code say what failed
     record["error"] = f"{type(error).__name__}: {error}"
     record["traceback"] = traceback.format_exc()
@@ -171,9 +142,8 @@ def tour_records(results: dict) -> Records:
   records = Records()
   for name, stage in _in_tour_order(results["stages"]):
     if stage["results"] is not None:
-      module = importlib.import_module(f"experiments.{name}")
       own = dict(stage["results"], config=stage["config"])
-      records += Records(module.records(own, results["budget"]))
+      records += Records(experiment(name).records(own, VARIANT[results["budget"]]))
   return records
 
 

@@ -13,25 +13,23 @@ characters (targets up to 65 tokens), runs ~3x slower per step: 99.95% after 600
 """
 
 import dataclasses
-import json
 import os
 from typing import Iterator
 
 import jax
 import numpy as np
 import optax
-from absl import flags, logging
 
-from dl_jax import cli, optim
-from dl_jax.config_flags import define_experiment_flags, experiment_config
+from dl_jax import optim
 from dl_jax.data.translation import LANGUAGES, Translation, translation_data
+from dl_jax.lab.experiment import Experiment
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models.seq2seq import ATTENTIONS, CELLS, Seq2Seq
 from dl_jax.settings import at_least, positive_finite, setting
 from dl_jax.train import (FitConfig, TrainState, create_train_state, fit, make_eval_step,
                           make_train_step)
 from dl_jax.train.sequence import sequence_loss, sequence_metrics
-from dl_jax.train.writers import is_writer, quiet_library_logs, write_config, write_json
+from dl_jax.train.writers import is_writer, write_config, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,29 +182,30 @@ def _write_samples(path: str, samples: list[dict]) -> None:
 
 # ---- command line ------------------------------------------------------------------------------
 
-def define_flags() -> None:
-  define_experiment_flags(TranslateConfig, "runs/translate")
 
-
-def main(argv):
-  del argv
-  quiet_library_logs()
-  results = run(experiment_config(TranslateConfig, smoke_config), flags.FLAGS.workdir)
-  logging.info("results: %s", json.dumps(results, indent=2))
-  for name in (n for n in ("train", "val", "test") if n in results):
-    r = results[name]
-    print(f"{name:>5}: exact match {r['exact_match']:.4f}  token accuracy {r['token_accuracy']:.4f}"
-          f"  loss {r['loss']:.4f}")
-  print(f"  gap: train-test exact match {results['gap']['train_test_accuracy']:+.4f}")
+def summary(results: dict) -> str:
+  """What the command prints: figures per split, the held-out strings, the samples."""
+  lines = [f"{name:>5}: exact match {r['exact_match']:.4f}  token accuracy "
+           f"{r['token_accuracy']:.4f}  loss {r['loss']:.4f}"
+           for name, r in ((n, results[n]) for n in ("train", "val", "test") if n in results)]
+  lines.append(f"  gap: train-test exact match {results['gap']['train_test_accuracy']:+.4f}")
   if "beam" in results["held_out"]:
     beam = results["held_out"]["beam"]
-    print(f"held-out strings right: greedy {results['held_out']['string_exact_match']:.4f}, "
-          f"beam search (size {beam['beam_size']}) {beam['string_exact_match']:.4f}")
+    lines.append(f"held-out strings right: greedy {results['held_out']['string_exact_match']:.4f}"
+                 f", beam search (size {beam['beam_size']}) {beam['string_exact_match']:.4f}")
   for r in results["samples"]:
-    print(f"{'ok ' if r['correct'] else 'BAD'} {r['english']} -> {r['prediction']}"
-          + ("" if r["correct"] else f"   (want {r['target']})"))
+    lines.append(f"{'ok ' if r['correct'] else 'BAD'} {r['english']} -> {r['prediction']}"
+                 + ("" if r["correct"] else f"   (want {r['target']})"))
+  return "\n".join(lines)
+
+
+# The tour's budget: the default config with these fields changed (every compared arm >= 5 seeds).
+TOUR = dict(num_train=10_000, encoder_size=64, decoder_size=128, steps=400, eval_every=200,
+            checkpoint_every=400)
+
+EXPERIMENT = Experiment(name="translate", config=TranslateConfig, run=run, records=records,
+                        summary=summary, variants={"smoke": smoke_config, "tour": TOUR})
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run(main)
+  EXPERIMENT.command()

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 from dl_jax.errors import UserError
 
