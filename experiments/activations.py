@@ -1,6 +1,6 @@
 """Vanishing gradients: deep MLPs with saturating and ReLU-family activations under three inits.
 
-    python -m experiments.activations          # the full grid below: ~10 min on 2 shared CPU cores
+    python -m experiments.activations          # the full grid below
     python -m experiments.activations --smoke    # seconds
     python -m experiments.activations --datasets=mnist1d --depths=10,30 --activations=sigmoid,relu
 
@@ -11,24 +11,17 @@ Per-layer kernel-gradient norms are taken on a fixed batch of training examples 
 and during training; train / val / test accuracies, the generalization gap and the first-layer over
 last-layer gradient ratio go to results.json and results.md, and two kinds of figure to plots/.
 
-What the default reaches (measured: 607 s, 3 seeds; test accuracy, first/last gradient ratio g1/gL
-at init; Glorot & Bengio 2010, He et al. 2015):
-- sigmoid is at chance in every cell from depth 10, and already at depth 5 except MNIST with He
-  init (27 ± 13%); at depth 30 g1/gL is 5e-15 with He init and underflows to 0 with Glorot.
-- relu / leaky_relu at depth 30 train with He init (MNIST 83 / 85%, MNIST-1D 46 / 46%) and stall at
-  chance with Glorot: there the ratio stays ~1-4 but every layer's gradient is ~1e-5, not ~0.5.
-- gelu / silu need more than He's gain 2: near 0 they act like x/2, so the signal halves per layer.
-  At depth 30 with He init they stall on MNIST (12 / 10%); on MNIST-1D gelu reaches 37%, silu 14%.
-- tanh with Glorot or He trains at every depth (MNIST 92%, MNIST-1D 44-49% at depth 30); the naive
-  init stalls every net from depth 5 (the signal shrinks ~10x per layer).
+What it tests (Glorot & Bengio 2010, He et al. 2015): whether sigmoid nets lose their first
+layers' gradients with depth and stall; whether relu / leaky_relu nets train deep with He init but
+not with Glorot init; whether gelu / silu, which act like x/2 near 0, need more than He's gain of 2;
+and how the naive init, which shrinks the signal ~10x per layer at width 100, fares.
+Its figures: docs/experiments/activations.md (generated from the last default tour).
 
 Optimizer: SGD with momentum, deliberately. Its update is proportional to the gradient, so a layer
 whose gradient has vanished does not learn, which is the effect measured here. Adam divides each
 update by a running RMS of that parameter's gradient, so a 1e-6 gradient still moves its weights at
 the full learning rate: it partly hides vanishing gradients. One schedule serves every cell: lr
-0.01, 100 warmup steps, cosine decay. Measured at depth 30 on MNIST: a constant 0.01 gave relu/He
-63 ± 15%, and a constant 0.05 stalled (< 20% test) every depth-30 Glorot or He net on both
-datasets but silu/He on MNIST-1D (21%).
+0.01, 100 warmup steps, cosine decay.
 
 Efficiency: the init only changes the starting parameters, not the function, so for each (dataset,
 depth, activation) every init x seed runs as one model stacked on a leading axis of one vmapped,

@@ -21,6 +21,8 @@ completes; its peak resident memory and the share of its time spent waiting for 
 ahead by a background thread, `dl_jax.data.prefetch`) are reported (experiments.run_capped sets
 the cap). The same model trained for the same number of steps on the plain 4,000 digits gives
 the accuracy the augmentation is compared with.
+
+Its figures: docs/experiments/minibatch.md (generated from the last default tour).
 """
 
 import dataclasses

@@ -1,7 +1,7 @@
 """Sparsity and efficient deployment: weight and activation penalties, magnitude pruning, and
 removing whole neurons, on a LeNet-300-100 MLP (784-300-100-10) trained on `mnist`.
 
-    python -m experiments.sparsity            # the default: 187 s on 2 quiet CPU cores
+    python -m experiments.sparsity            # the default
     python -m experiments.sparsity --smoke    # seconds
     python -m experiments.sparsity --settings=none,l1 --seeds=0,1 --prune_sparsities=0.9
 
@@ -18,23 +18,7 @@ in one vmapped program (dl_jax.train.seeds). Then:
   parameters, FLOPs and throughput against the original.
 Targets (Han et al. 2015): >= 90% of weights removed for <= 1 point of test accuracy; removing
 neurons, a dense model >= 3x cheaper in FLOPs, measurably faster, for <= 1 point.
-
-What the default reaches (measured, 3 seeds, test accuracy):
-- unpruned: none 93.9 ± 0.2%, L2 93.9 ± 0.2, L1 94.6 ± 0.1, elastic 94.4 ± 0.2, activation-L1
-  94.2 ± 0.4 (91% of its hidden activations are exactly 0, against 25% without the penalty).
-- 90% of weights removed, iterative with fine-tuning: every setting within 1 point (none 93.7,
-  L2 94.5, L1 94.7, elastic 94.8, activation-L1 93.3); at 95% L1/L2/elastic keep >= 94.0.
-  One-shot at 90%, no retraining: none 86.3 ± 2.0, L2 91.1, L1 92.8, elastic 92.8: the weight
-  penalties make a network that survives pruning; at 95% L1 79.6 against L2 69.5.
-  Subgradient L1 under Adam leaves no weight exactly zero: the zeros come from pruning.
-- CSR is 8x smaller than the raw dense file, but deflate squeezes a dense file with 90% zeros
-  almost as well (130 kB CSR against 139 kB dense, both compressed).
-- Removing neurons down to 784-100-50-10 (3.17x fewer FLOPs) after fine-tuning costs 1.5-2.0
-  points for the weight penalties but only 0.5 for activation-L1, whose silenced units carry
-  little (84% right after the cut against ~25% for the others): the target is met there.
-Measured on 2 quiet cores (seed 0, batch 1000): the narrow model runs 3.0x faster than the
-original (jitted JAX and numpy alike); scipy CSR of the 90%-pruned model is slower than dense
-numpy (0.75x at batch 1000, 0.73x at batch 1): at this size dense BLAS wins.
+Its figures: docs/experiments/sparsity.md (generated from the last default tour).
 """
 
 import dataclasses

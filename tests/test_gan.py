@@ -21,6 +21,7 @@ from dl_jax.gan.ema import ema_decay_at
 from dl_jax.gan.losses import discriminator_loss, generator_loss
 from dl_jax.gan.state import generate, generator_variables
 from dl_jax.gan.step import r1_penalty
+from dl_jax.lab.records import Records
 from dl_jax.models.cnn import CNN
 from dl_jax.train import FitConfig, create_train_state, fit, make_eval_step
 from experiments import gan
@@ -264,16 +265,18 @@ def test_smoke_run_writes_results_reports_plots_and_checkpoints(smoke_stage):
   saved = _strict_json(tmp_path / "results.json")
   assert [r["seed"] for r in saved["runs"]] == list(config.seeds)
   ref = saved["reference"]
-  assert ref["frechet_train_test"] >= 0 and ref["frechet_noise_test"] > 0
+  # the judge's feature space tells digits from noise: real training digits lie far closer to the
+  # test digits than uniform noise does, and the judge finds every class among the test digits
+  assert 0 <= ref["frechet_train_test"] < ref["frechet_noise_test"]
+  assert ref["coverage_test"]["classes_generated"] == 10
   for r in saved["runs"]:
-    assert r["ratio_to_floor"] == pytest.approx(r["frechet_generated_test"]
-                                                / ref["frechet_train_test"])
-    assert r["distance_target_met"] == (r["ratio_to_floor"] <= config.distance_ratio_target)
+    assert len(r["coverage"]["fractions"]) == 10
     assert sum(r["coverage"]["fractions"]) == pytest.approx(1.0)
     assert {"train", "val", "test", "gap"} <= set(r["discriminator"])
-  targets = saved["summary"]["targets"]
-  assert targets["all_met"] == all(r["distance_target_met"] and r["coverage_target_met"]
-                                   for r in saved["runs"])
+  # the records the tour judges hold the same per-seed figures as the run's own results
+  records = Records(gan.records(saved, "smoke"))
+  assert records.where(metric="ratio_to_floor").values() == pytest.approx(
+      [r["ratio_to_floor"] for r in saved["runs"]])
   for split in ("train", "val", "test"):
     assert 0 <= saved["classifier"][split]["accuracy"] <= 1
   assert "| mean ± std |" in (tmp_path / "results.md").read_text()

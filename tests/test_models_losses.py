@@ -15,9 +15,19 @@ from dl_jax.train import count_params
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_every_activation_is_elementwise(name):
-  x = jnp.linspace(-3, 3, 7)
-  out = get_activation(name)(x)
+  """Each output depends on its own input only: the same value alone or among others, in any
+  position or shape, and a Jacobian with nothing off its diagonal."""
+  f = get_activation(name)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 4)) * 3
+  out = f(x)
   assert out.shape == x.shape and bool(jnp.all(jnp.isfinite(out)))
+  alone = jnp.array([f(v) for v in x.ravel()]).reshape(x.shape)
+  np.testing.assert_allclose(out, alone, rtol=1e-6, atol=1e-7)
+  order = jax.random.permutation(jax.random.PRNGKey(1), 12)
+  np.testing.assert_allclose(f(x.ravel()[order]), out.ravel()[order], rtol=1e-6, atol=1e-7)
+  jacobian = jax.jacobian(f)(x.ravel())
+  off_diagonal = jacobian - jnp.diag(jnp.diag(jacobian))
+  assert float(jnp.abs(off_diagonal).max()) == 0.0
 
 
 def test_activations_have_their_known_values():
