@@ -18,8 +18,8 @@ import sys
 from dl_jax import cli
 
 COMMANDS = ("tour", "train", "minibatch", "activations", "mnist1d_table", "translate", "sparsity",
-            "regularization", "siamese", "adversarial", "gan", "benchmark", "conv_parts",
-            "seeds_cost", "stream_memmap", "hostile_inputs", "readme")
+            "regularization", "siamese", "adversarial", "gan", "benchmark", "single_run",
+            "conv_parts", "seeds_cost", "stream_memmap", "hostile_inputs", "readme")
 PROGRAM = "dl-jax"
 
 

@@ -52,7 +52,7 @@ from dl_jax.settings import at_least, each, one_of, setting
 from dl_jax.train import classification_loss, classification_metrics, create_train_state, evaluate
 from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_train_step,
                                 stack_states)
-from dl_jax.train.writers import write_config, write_json
+from dl_jax.train.writers import write_config
 
 CHANCE = 0.1  # both datasets have 10 balanced classes
 STALLED = 2 * CHANCE  # a net whose mean test accuracy stays below this did not train
@@ -112,9 +112,6 @@ def run(config: ActivationsConfig, workdir: str) -> dict:
   results = {"config": dataclasses.asdict(config), "seeds": list(config.seeds),
              "probe_steps": probe_steps(config), "datasets": datasets,
              "wall_seconds": time.perf_counter() - start, "runs": runs}
-  write_json(os.path.join(workdir, "results.json"), results)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(markdown_report(results))
   results["plots"] = save_plots(results, os.path.join(workdir, "plots"))
   return results
 
@@ -385,9 +382,9 @@ def summary(results: dict) -> str:
 TOUR = dict(datasets=("mnist",), depths=(2, 30), activations=("sigmoid", "relu"),
             inits=("glorot", "he"), steps=500, seeds=(0, 1, 2, 3, 4))
 
-EXPERIMENT = Experiment(name="activations", config=ActivationsConfig, run=run, records=records,
-                        summary=summary, variants={"smoke": smoke_config, "tour": TOUR},
-                        check=_check)
+EXPERIMENT = Experiment(
+    name="activations", config=ActivationsConfig, run=run, records=records, summary=summary,
+    report=markdown_report, variants={"smoke": smoke_config, "tour": TOUR}, check=_check)
 
 
 if __name__ == "__main__":

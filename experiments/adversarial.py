@@ -45,7 +45,7 @@ from dl_jax.train import classification_loss, classification_metrics, count_para
 from dl_jax.train.rng import stream_id
 from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step, stack_states, unstack_state)
-from dl_jax.train.writers import write_config, write_json
+from dl_jax.train.writers import write_config
 
 TRAININGS = ("normal", "fgsm", "pgd", "adversary")
 # Madry et al. 2018, MNIST challenge white-box leaderboard, eps 0.3, full 60k training set (%).
@@ -138,9 +138,6 @@ def run(config: RobustnessConfig, workdir: str) -> dict:
              "runs": runs, "madry": MADRY}
   results["checks"] = sanity_checks(config, runs)
   results["wall_seconds"] = time.perf_counter() - start
-  write_json(os.path.join(workdir, "results.json"), results)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(markdown_report(results))
   plots = os.path.join(workdir, "plots")
   results["plots"] = [plot_accuracy_vs_eps(results, plots),
                       plot_examples(config, dataset, attacks, predict, states, plots)]
@@ -538,9 +535,9 @@ def summary(results: dict) -> str:
 TOUR = dict(trainings=("normal", "pgd"), seeds=(0, 1, 2, 3, 4), steps=800, eps_ramp_steps=200,
             eval_eps=(0.1, 0.3), large_eps=(0.7,), pgd_eval_steps=(10, 40), restarts=2)
 
-EXPERIMENT = Experiment(name="adversarial", config=RobustnessConfig, run=run, records=records,
-                        summary=summary, variants={"smoke": smoke_config, "tour": TOUR},
-                        check=check_config)
+EXPERIMENT = Experiment(
+    name="adversarial", config=RobustnessConfig, run=run, records=records, summary=summary,
+    report=markdown_report, variants={"smoke": smoke_config, "tour": TOUR}, check=check_config)
 
 
 if __name__ == "__main__":

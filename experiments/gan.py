@@ -56,7 +56,7 @@ from dl_jax.stats import mean_std
 from dl_jax.train import (FitConfig, classification_loss, classification_metrics, fit,
                           make_eval_step, make_train_step, stream_key)
 from dl_jax.train.state import count_params, create_train_state
-from dl_jax.train.writers import write_config, write_json
+from dl_jax.train.writers import write_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,9 +155,6 @@ def run(config: GANConfig, workdir: str) -> dict:
   plots = os.path.join(workdir, "plots")
   results["plots"] = [plot_losses(runs, workdir, plots), plot_class_histogram(results, plots),
                       plot_final_samples(runs, plots)]
-  write_json(os.path.join(workdir, "results.json"), results)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(markdown_report(results))
   return results
 
 
@@ -515,9 +512,9 @@ def summary(results: dict) -> str:
 # The tour's budget: the default config with these fields changed (every compared arm >= 5 seeds).
 TOUR = dict(steps=1500, seeds=(0, 1), classifier_steps=600)
 
-EXPERIMENT = Experiment(name="gan", config=GANConfig, run=run, records=records,
-                        summary=summary, variants={"smoke": smoke_config, "tour": TOUR},
-                        check=_check)
+EXPERIMENT = Experiment(
+    name="gan", config=GANConfig, run=run, records=records, summary=summary, report=markdown_report,
+    variants={"smoke": smoke_config, "tour": TOUR}, check=_check)
 
 
 if __name__ == "__main__":

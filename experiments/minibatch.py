@@ -49,7 +49,7 @@ from dl_jax.settings import at_least, each, one_of, positive_finite, setting
 from dl_jax.train import classification_loss, classification_metrics
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step, unstack_state)
-from dl_jax.train.writers import write_config, write_json
+from dl_jax.train.writers import write_config
 from dl_jax.stats import mean_std, percent
 
 PARTS = ("sweep", "out_of_core")
@@ -101,9 +101,6 @@ def run(config: MinibatchConfig, workdir: str) -> dict:
     results["sweep"] = {name: sweep(config, name, workdir) for name in config.datasets}
   if "out_of_core" in config.parts:
     results["out_of_core"] = out_of_core(config, workdir)
-  write_json(os.path.join(workdir, "results.json"), results)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(markdown_report(results) + "\n")
   return results
 
 
@@ -345,8 +342,9 @@ def _out_of_core_lines(r: dict) -> list[str]:
 TOUR = dict(datasets=("mnist",), batch_sizes=(8, 32, 128, 0), epochs=10, out_of_core_gb=2.0,
             memory_cap_gb=1.5, out_of_core_widths=(128, 128), seeds=(0, 1, 2, 3, 4))
 
-EXPERIMENT = Experiment(name="minibatch", config=MinibatchConfig, run=run, records=records,
-                        summary=markdown_report, variants={"smoke": smoke_config, "tour": TOUR})
+EXPERIMENT = Experiment(
+    name="minibatch", config=MinibatchConfig, run=run, records=records, summary=markdown_report,
+    report=markdown_report, variants={"smoke": smoke_config, "tour": TOUR})
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from dl_jax.train import classification_loss, classification_metrics, count_para
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step, map_seed_groups, split_seeds,
                                 unstack_state)
-from dl_jax.train.writers import write_config, write_json
+from dl_jax.train.writers import write_config
 from dl_jax.stats import mean_std, percent
 
 # name -> (parameters, README test accuracy, logged CPU run, shuffled-sequence accuracy), in %.
@@ -177,10 +177,6 @@ def run(config: TableConfig, workdir: str) -> dict:
         os.path.join(workdir, "plots", f"test_accuracy_{dataset_name}.png"),
         ylabel="test accuracy", title=f"{dataset_name}: test accuracy, mean ± std over seeds")
   results["wall_seconds"] = time.perf_counter() - start
-  write_json(os.path.join(workdir, "results.json"), results)
-  table = markdown_table(results)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(table + "\n")
   return results
 
 
@@ -232,8 +228,9 @@ def _measured_on(results: dict) -> list[str]:
 TOUR = dict(models=("mlp", "cnn_mnist1d", "gru_mnist1d"), steps=3000,
             num_seeds=6)  # two groups of 3 share one compiled program (5 would compile two)
 
-EXPERIMENT = Experiment(name="mnist1d_table", config=TableConfig, run=run, records=records,
-                        summary=markdown_table, variants={"smoke": smoke_config, "tour": TOUR})
+EXPERIMENT = Experiment(
+    name="mnist1d_table", config=TableConfig, run=run, records=records, summary=markdown_table,
+    report=markdown_table, variants={"smoke": smoke_config, "tour": TOUR})
 
 
 if __name__ == "__main__":

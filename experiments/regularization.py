@@ -45,7 +45,7 @@ from dl_jax.settings import at_least, setting
 from dl_jax.train import classification_loss, classification_metrics
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
                                 make_seeds_train_step)
-from dl_jax.train.writers import write_config, write_json
+from dl_jax.train.writers import write_config
 from dl_jax.stats import mean_std, percent
 
 STREAMS = ("dropout", "dropconnect")
@@ -300,9 +300,6 @@ def run(config: RegularizationConfig, workdir: str) -> dict:
                               "paper": compare_with_paper(summary, strategies)}
   results["wall_seconds"] = time.perf_counter() - start
   results["plots"] = save_plots(results, os.path.join(workdir, "plots"))
-  write_json(os.path.join(workdir, "results.json"), results)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(markdown_report(results))
   return results
 
 
@@ -400,8 +397,9 @@ def paper_lines(paper: dict) -> list[str]:
 TOUR = dict(tasks=("mnist:500",), strategies=("none", "dropout=0.5", "dropconnect=0.5"),
             steps=500, num_seeds=5)
 
-EXPERIMENT = Experiment(name="regularization", config=RegularizationConfig, run=run, records=records,
-                        summary=markdown_report, variants={"smoke": smoke_config, "tour": TOUR})
+EXPERIMENT = Experiment(
+    name="regularization", config=RegularizationConfig, run=run, records=records,
+    summary=markdown_report, report=markdown_report, variants={"smoke": smoke_config, "tour": TOUR})
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ from dl_jax.settings import at_least, each, one_of, positive_finite, setting
 from dl_jax.train import NonFiniteError, count_params
 from dl_jax.train.metric_learning import LOSSES, pair_loss
 from dl_jax.train.seeds import make_seeds_init, make_seeds_train_step, unstack_state
-from dl_jax.train.writers import write_config, write_json
+from dl_jax.train.writers import write_config
 from dl_jax.verification import (best_threshold, one_shot_accuracy, verification_accuracy,
                                  verification_auc)
 from dl_jax.stats import mean_std
@@ -132,9 +132,6 @@ def run(config: SiameseConfig, workdir: str) -> dict:
     results["variants"][variant] = train_variant(config, dataset, eval_sets, variant)
     _report_progress(variant, results["variants"][variant])
   results["wall_seconds"] = time.perf_counter() - start
-  write_json(os.path.join(workdir, "results.json"), results)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(markdown_report(results))
   results["plots"] = save_plots(results, os.path.join(workdir, "plots"))
   return results
 
@@ -423,9 +420,9 @@ def summary(results: dict) -> str:
 TOUR = dict(variants=("shared", "unshared_equal_params"), train_per_class=20, steps=500,
             seeds=(0, 1, 2, 3, 4))
 
-EXPERIMENT = Experiment(name="siamese", config=SiameseConfig, run=run, records=records,
-                        summary=summary, variants={"smoke": smoke_config, "tour": TOUR},
-                        check=check_config)
+EXPERIMENT = Experiment(
+    name="siamese", config=SiameseConfig, run=run, records=records, summary=summary,
+    report=markdown_report, variants={"smoke": smoke_config, "tour": TOUR}, check=check_config)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ from dl_jax.train import (classification_loss, classification_metrics, count_par
 from dl_jax.train.classification import apply_model
 from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_train_step,
                                 stack_states, unstack_state)
-from dl_jax.train.writers import write_config, write_json
+from dl_jax.train.writers import write_config
 
 SETTINGS = ("none", "l2", "l1", "elastic", "activation_l1")
 TARGET_LOSS = 0.01  # Han et al. 2015: pruning may cost at most 1 point of test accuracy
@@ -160,9 +160,6 @@ def run(config: SparsityConfig, workdir: str) -> dict:
              "device": str(jax.devices()[0]), "wall_seconds": time.perf_counter() - start,
              "runs": runs}
   results["targets"] = targets(results)
-  write_json(os.path.join(workdir, "results.json"), results)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(markdown_report(results))
   results["plots"] = [plot_accuracy_vs_sparsity(results, os.path.join(workdir, "plots"))]
   return results
 
@@ -563,9 +560,9 @@ TOUR = dict(settings=("none", "l1", "activation_l1"), steps=1000, structured_ste
             fine_tune_steps=150, prune_sparsities=(0.5, 0.9), timing_seconds=0.05,
             seeds=(0, 1, 2, 3, 4))
 
-EXPERIMENT = Experiment(name="sparsity", config=SparsityConfig, run=run, records=records,
-                        summary=summary, variants={"smoke": smoke_config, "tour": TOUR},
-                        check=_check)
+EXPERIMENT = Experiment(
+    name="sparsity", config=SparsityConfig, run=run, records=records, summary=summary,
+    report=markdown_report, variants={"smoke": smoke_config, "tour": TOUR}, check=_check)
 
 
 if __name__ == "__main__":

@@ -79,13 +79,13 @@ def stage_config(name: str, budget: str):
   return experiment(name).config_for(VARIANT[budget])
 
 
-def run_stage(name: str, config, workdir: str) -> dict:
+def run_stage(name: str, config, workdir: str, variant: str) -> dict:
   """Runs one experiment into workdir/<name>; a failure is recorded, not raised."""
   print(f"== tour: {name}", file=sys.stderr, flush=True)
   start, cpu = time.perf_counter(), time.process_time()
   record = {"config": dataclasses.asdict(config), "results": None, "error": None}
   try:
-    record["results"] = experiment(name).run(config, os.path.join(workdir, name))
+    record["results"] = experiment(name).execute(config, os.path.join(workdir, name), variant)
   except Exception as error:  # the tour goes on; the report and the exit code say what failed
     record["error"] = f"{type(error).__name__}: {error}"
     record["traceback"] = traceback.format_exc()
@@ -106,7 +106,7 @@ def run(config: TourConfig, workdir: str, budget: str = "default") -> dict:
              "stages": {}}
   start = time.perf_counter()
   for name, stage in configs.items():
-    results["stages"][name] = run_stage(name, stage, workdir)
+    results["stages"][name] = run_stage(name, stage, workdir, VARIANT[budget])
     results["wall_seconds"] = time.perf_counter() - start
     write_json(os.path.join(workdir, "results.json"), results)  # nothing finished is lost
   return write_report(results, workdir)

@@ -30,7 +30,7 @@ from dl_jax.settings import at_least, positive_finite, setting
 from dl_jax.train import (FitConfig, TrainState, create_train_state, fit, make_eval_step,
                           make_train_step)
 from dl_jax.train.sequence import sequence_loss, sequence_metrics
-from dl_jax.train.writers import is_writer, write_config, write_json
+from dl_jax.train.writers import is_writer, write_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +127,6 @@ def run(config: TranslateConfig, workdir: str) -> dict:
                                    "length_penalty": config.length_penalty,
                                    "string_exact_match": string_match(beamed)}
   results["samples"] = sample_translations(data, predictions, config.num_samples)
-  write_json(os.path.join(workdir, "results.json"), results)
   _write_samples(os.path.join(workdir, "samples.txt"), results["samples"])
   return results
 
@@ -204,8 +203,9 @@ def summary(results: dict) -> str:
 TOUR = dict(num_train=10_000, encoder_size=64, decoder_size=128, steps=400, eval_every=200,
             checkpoint_every=400)
 
-EXPERIMENT = Experiment(name="translate", config=TranslateConfig, run=run, records=records,
-                        summary=summary, variants={"smoke": smoke_config, "tour": TOUR})
+EXPERIMENT = Experiment(
+    name="translate", config=TranslateConfig, run=run, records=records, summary=summary,
+    variants={"smoke": smoke_config, "tour": TOUR})
 
 
 if __name__ == "__main__":

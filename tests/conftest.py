@@ -19,6 +19,17 @@ jax.config.update("jax_default_matmul_precision", "highest")
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dl_jax_test_cache_")
 
 
+SLOW_FIXTURES = {"smoke_tour", "smoke_stage"}
+
+
+def pytest_collection_modifyitems(items):
+  """Marks `slow` every test that needs the smoke tour (minutes, once per session) or starts
+  processes (marked by hand): `pytest -m "not slow"` is the quick loop; CI runs everything."""
+  for item in items:
+    if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+      item.add_marker(pytest.mark.slow)
+
+
 def blobs(n: int, num_classes: int = 3, dim: int = 6, seed: int = 0):
   """Separable Gaussian blobs around fixed centers: x float32 [n, dim], y int32 [n].
 

@@ -1,5 +1,6 @@
 """`dl-jax NAME` / `python -m experiments NAME`: one command for every experiment."""
 
+import json
 import subprocess
 import sys
 
@@ -40,7 +41,7 @@ def test_an_unknown_name_gets_one_line_with_the_closest_name():
 
 
 @pytest.mark.parametrize("name, flag", [("regularization", "--strategies"),
-                                        ("tour", "--report_only"), ("train", "--model")])
+                                        ("tour", "--report_only")])
 def test_helpshort_lists_the_experiments_own_flags_under_its_docstring(name, flag):
   result = _run(name, "--helpshort")
   assert result.returncode in (0, 1), result.stderr  # absl's help exits 1
@@ -49,10 +50,15 @@ def test_helpshort_lists_the_experiments_own_flags_under_its_docstring(name, fla
   assert command.summary(name).split(":")[0] in text
 
 
-def test_a_run_through_the_command_is_the_module_run(tmp_path):
-  result = _run("train", "--smoke", f"--workdir={tmp_path}", "--dataset=mnist1d")
+def test_a_run_through_the_command_writes_records_of_its_variant(tmp_path):
+  workdir = tmp_path / "run"
+  result = _run("regularization", "--variant=smoke", "--steps=20", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-2000:]
-  assert (tmp_path / "results.json").is_file()
-  bad = _run("train", "--smoke", f"--workdir={tmp_path / 'b'}", "--batch_size=0")
-  assert bad.returncode == 2 and bad.stderr.strip().startswith("error:")
-  assert "Traceback" not in bad.stderr
+  records = [json.loads(line) for line in (workdir / "records.jsonl").read_text().splitlines()]
+  assert {r["variant"] for r in records} == {"smoke"}
+  assert {r["arm"] for r in records} >= {"none", "dropout=0.5"}
+  assert json.loads((workdir / "config.json").read_text())["steps"] == 20
+  assert "wall time" in result.stdout
+  bad = _run("regularization", "--smoke", "--variant=tour", f"--workdir={tmp_path / 'b'}")
+  assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+      "error: --smoke and --variant=tour ask for two configs; give one."]

@@ -265,10 +265,9 @@ def test_smoke_run_writes_results_reports_plots_and_checkpoints(smoke_stage):
   saved = _strict_json(tmp_path / "results.json")
   assert [r["seed"] for r in saved["runs"]] == list(config.seeds)
   ref = saved["reference"]
-  # the judge's feature space tells digits from noise: real training digits lie far closer to the
-  # test digits than uniform noise does, and the judge finds every class among the test digits
-  assert 0 <= ref["frechet_train_test"] < ref["frechet_noise_test"]
-  assert ref["coverage_test"]["classes_generated"] == 10
+  # even a judge trained for seconds tells digits from noise: real training digits lie far closer
+  # to the test digits in its feature space than uniform noise does
+  assert 0 <= 10 * ref["frechet_train_test"] < ref["frechet_noise_test"]
   for r in saved["runs"]:
     assert len(r["coverage"]["fractions"]) == 10
     assert sum(r["coverage"]["fractions"]) == pytest.approx(1.0)

@@ -118,7 +118,7 @@ def test_smoke_config_runs_both_parts_end_to_end(smoke_stage):
 
 def test_out_of_core_runs_again_in_the_same_workdir(tmp_path):
   config = dataclasses.replace(minibatch.smoke_config(), parts=("out_of_core",))
-  first, again = (minibatch.run(config, str(tmp_path))["out_of_core"] for _ in range(2))
+  first, again = (minibatch.EXPERIMENT.execute(config, str(tmp_path))["out_of_core"] for _ in range(2))
   for name in ("augmented", "plain"):
     assert again[name]["results"]["steps_per_sec"] > 0
     assert again[name]["results"]["test"] == first[name]["results"]["test"]

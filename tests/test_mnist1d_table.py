@@ -15,7 +15,7 @@ from experiments import mnist1d_table
 
 def test_smoke_table_runs_end_to_end(tmp_path):
   config = dataclasses.replace(mnist1d_table.smoke_config(), models=("linear", "cnn_mnist1d"))
-  results = mnist1d_table.run(config, str(tmp_path))
+  results = mnist1d_table.EXPERIMENT.execute(config, str(tmp_path))
   runs = results["runs"]["mnist1d"]
   assert runs["linear"]["num_params"] == 410 and runs["cnn_mnist1d"]["num_params"] == 5210
   for run in runs.values():
@@ -30,8 +30,8 @@ def test_smoke_table_runs_end_to_end(tmp_path):
 
 def test_sequential_seeds_give_the_same_models_as_vmapped(tmp_path):
   config = dataclasses.replace(mnist1d_table.smoke_config(), models=("linear",))
-  vmapped = mnist1d_table.run(config, str(tmp_path / "v"))["runs"]["mnist1d"]["linear"]
-  sequential = mnist1d_table.run(dataclasses.replace(config, seed_mode="sequential"),
+  vmapped = mnist1d_table.EXPERIMENT.execute(config, str(tmp_path / "v"))["runs"]["mnist1d"]["linear"]
+  sequential = mnist1d_table.EXPERIMENT.execute(dataclasses.replace(config, seed_mode="sequential"),
                                  str(tmp_path / "s"))["runs"]["mnist1d"]["linear"]
   np.testing.assert_allclose(vmapped["final"]["test"]["accuracy"]["values"],
                              sequential["final"]["test"]["accuracy"]["values"], atol=2e-3)
@@ -39,7 +39,7 @@ def test_sequential_seeds_give_the_same_models_as_vmapped(tmp_path):
 
 def test_two_seed_groups_give_the_same_table_as_one(tmp_path):
   config = dataclasses.replace(mnist1d_table.smoke_config(), models=("linear",), num_seeds=4)
-  runs = [mnist1d_table.run(dataclasses.replace(config, seed_groups=groups),
+  runs = [mnist1d_table.EXPERIMENT.execute(dataclasses.replace(config, seed_groups=groups),
                             str(tmp_path / str(groups)))["runs"]["mnist1d"]["linear"]
           for groups in (1, 2)]
   assert runs[0]["steps"] == runs[1]["steps"]
@@ -59,7 +59,7 @@ def test_shuffled_data_reuses_the_compiled_programs():
 def test_reused_programs_are_marked_in_the_table(tmp_path):
   config = dataclasses.replace(mnist1d_table.smoke_config(), models=("linear",),
                                datasets=("mnist1d", "mnist1d_shuffled"))
-  results = mnist1d_table.run(config, str(tmp_path))
+  results = mnist1d_table.EXPERIMENT.execute(config, str(tmp_path))
   assert [r["linear"]["includes_compilation"] for r in results["runs"].values()] == [True, False]
   table = mnist1d_table.markdown_table(results).splitlines()
   first, second, blank, measured_on = table[2:]

@@ -79,7 +79,7 @@ def test_tasks_hold_out_validation_then_take_a_stratified_training_subset():
 
 def test_smoke_run_writes_results_tables_and_learning_curves(tmp_path):
   config = reg.smoke_config()
-  results = reg.run(config, str(tmp_path))
+  results = reg.EXPERIMENT.execute(config, str(tmp_path))
   saved = json.load(open(tmp_path / "results.json"))
   task = saved["tasks"][config.tasks[0]]
   assert sorted(task["runs"]) == sorted(config.strategies)

@@ -247,7 +247,7 @@ def test_equal_parameter_unshared_encoders_match_the_shared_total():
 
 def test_smoke_run_end_to_end(tmp_path):
   config = dataclasses.replace(siamese.smoke_config(), steps=10, log_every=5)
-  results = siamese.run(config, str(tmp_path))
+  results = siamese.EXPERIMENT.execute(config, str(tmp_path))
   with open(tmp_path / "results.json") as f:
     saved = json.load(f)
   variants = saved["variants"]
@@ -267,5 +267,5 @@ def test_smoke_run_end_to_end(tmp_path):
   for path in results["plots"]:
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
   # Same config and seeds -> bit-identical figures (fresh workdir; the config must match).
-  again = siamese.run(dataclasses.replace(config, variants=("shared",)), str(tmp_path / "again"))
+  again = siamese.EXPERIMENT.execute(dataclasses.replace(config, variants=("shared",)), str(tmp_path / "again"))
   assert again["variants"]["shared"]["test_unseen"] == results["variants"]["shared"]["test_unseen"]

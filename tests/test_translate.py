@@ -186,7 +186,7 @@ def test_beam_search_finds_likelier_outputs_than_greedy():
 @pytest.mark.parametrize("language", ["fr", "de"])
 def test_smoke_config_runs_end_to_end(language, tmp_path):
   config = dataclasses.replace(translate_experiment.smoke_config(), language=language)
-  results = translate_experiment.run(config, str(tmp_path))
+  results = translate_experiment.EXPERIMENT.execute(config, str(tmp_path))
   saved = json.load(open(tmp_path / "results.json"))
   assert saved["held_out"] == results["held_out"]
   assert results["held_out"]["exact_match"] == results["test"]["exact_match"]

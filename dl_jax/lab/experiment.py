@@ -11,8 +11,9 @@ Variants are whole configs by name: "full" is the config's own defaults (the pap
 "smoke" seconds of the same code (the tests run it), "tour" the tour's budget; a variant is a
 function returning a config, or the fields it changes over the defaults. `command()` is the
 script: one flag per config field (plus --workdir, --variant, --smoke, --config), every value
-checked before anything runs, run(config, workdir), every figure written as long-form records to
-workdir/records.jsonl, the summary printed; bad input ends in one line and exit 2 (dl_jax.cli).
+checked before anything runs, then `execute`: run(config, workdir), and beside what run wrote,
+results.json, results.md (the report) and records.jsonl (every figure as a long-form record); the
+summary printed; bad input ends in one line and exit 2 (dl_jax.cli).
 """
 
 import dataclasses
@@ -36,6 +37,7 @@ class Experiment:
   records: Callable[[dict, str], Iterable[Record]]
   summary: Callable[[dict], str]
   variants: Mapping[str, Callable[[], Any] | Mapping[str, Any]]
+  report: Callable[[dict], str] | None = None  # results.md: the experiment's own tables
   check: Callable[[Any], None] | None = None  # raises ValueError with a sentence for the user
 
   def variant_names(self) -> list[str]:
@@ -50,6 +52,20 @@ class Experiment:
     made = self.variants[variant]
     return made() if callable(made) else dataclasses.replace(self.config(), **made)
 
+  def execute(self, config: Any, workdir: str, variant: str = FULL) -> dict:
+    """run(config, workdir), then what every experiment writes beside its own files:
+    results.json, results.md (its report) and records.jsonl (every figure, one record each)."""
+    from dl_jax.train.writers import is_writer, write_json
+
+    results = self.run(config, workdir)
+    write_json(os.path.join(workdir, "results.json"), results)
+    if is_writer():
+      if self.report is not None:
+        with open(os.path.join(workdir, "results.md"), "w") as f:
+          f.write(self.report(results).rstrip("\n") + "\n")
+      write_jsonl(os.path.join(workdir, "records.jsonl"), self.records(results, variant))
+    return results
+
   def define_flags(self) -> None:
     define_experiment_flags(self.config, f"runs/{self.name}")
     flags.DEFINE_enum("variant", FULL, self.variant_names(),
@@ -62,7 +78,11 @@ class Experiment:
     from dl_jax.train.writers import quiet_library_logs
 
     quiet_library_logs()
-    variant = "smoke" if flags.FLAGS.smoke else flags.FLAGS.variant
+    variant = flags.FLAGS.variant
+    if flags.FLAGS.smoke:
+      if variant not in (FULL, "smoke"):
+        cli.fail(f"--smoke and --variant={variant} ask for two configs; give one.")
+      variant = "smoke"
     config = experiment_config(self.config, None, base=self.config_for(variant))
     if self.check is not None:
       try:
@@ -70,8 +90,7 @@ class Experiment:
       except ValueError as e:  # a bad name or size: a sentence, not a traceback
         cli.fail(str(e))
     workdir = flags.FLAGS.workdir
-    results = self.run(config, workdir)
-    write_jsonl(os.path.join(workdir, "records.jsonl"), self.records(results, variant))
+    results = self.execute(config, workdir, variant)
     print(self.summary(results))
     if "wall_seconds" in results:
       print(f"wall time {results['wall_seconds']:.0f} s; config, results, tables, records and "
