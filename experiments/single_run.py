@@ -30,7 +30,7 @@ from absl import flags
 from dl_jax import cli
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.environment import describe_cpu, machine_record
-from dl_jax.settings import each, one_of, setting
+from dl_jax.settings import ConfigError, each, one_of, setting
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
 
 MODELS = ("linear", "mlp", "cnn_mnist1d", "gru_mnist1d")
@@ -97,6 +97,11 @@ def race(config: SingleRunConfig, model: str, seed: int, order: int, workdir: st
 
 
 def run(config: SingleRunConfig, workdir: str) -> dict:
+  """Races every (model, seed); writes results.json and results.md into `workdir`."""
+  peer = config.torch_python
+  if peer and not (os.path.isfile(peer) and os.access(peer, os.X_OK)):
+    raise ConfigError(f"--torch_python={peer} is not an executable file; give the python of a "
+                      "venv with torch, or leave it empty for dl_jax's runs only.")
   write_config(workdir, dataclasses.asdict(config))
   results = {"config": dataclasses.asdict(config), "machine": machine_record(),
              "versions": {p: importlib.metadata.version(p) for p in ("jax", "jaxlib", "flax")}
@@ -133,12 +138,14 @@ def markdown_table(results: dict) -> str:
   lines = ["| model | peer: PyTorch, eager (process / loop) | dl_jax first run (cold caches) "
            "| dl_jax second run (warm caches) | speedup cold / warm (target 2x / 3x) |",
            "|---|---|---|---|---|"]
-  for model, row in results["summary"].items():
+  for model in (m for m in config["models"] if m in results["summary"]):
+    row = results["summary"][model]
     s = row["seconds"]
     peer = (f"{s['peer']:.1f} / {row['peer_loop_seconds']:.1f} s" if "peer" in s else "—")
     speed = (" / ".join(f"**{row['speedup'][k]:.2f}x**" for k in ("cold", "warm"))
              if "speedup" in row else "—")
     lines.append(f"| {model} | {peer} | {s['cold']:.1f} s | {s['warm']:.1f} s | {speed} |")
+  lines += ["", *phase_table(results)]
   v = results["versions"]
   torch = next((s["peer"].get("torch") for runs in results["runs"].values()
                 for s in runs.values() if "peer" in s), None)
@@ -147,6 +154,30 @@ def markdown_table(results: dict) -> str:
             f"{v['python']}, jax {v['jax']}, flax {v['flax']}"
             + (f"; the peer on torch {torch}" if torch else "") + "."]
   return "\n".join(lines)
+
+
+PHASES = ("startup (interpreter, imports)", "data", "model init", "compile + first step",
+          "training steps", "waiting for batches", "evaluation during training",
+          "final evaluation", "logging", "checkpointing")
+
+
+def phase_table(results: dict) -> list[str]:
+  """Where each kind of dl_jax run spends its seconds (dl_jax's own phases, mean over seeds);
+  'rest' is the process time no phase holds: interpreter exit, writing results, threads."""
+  short = {"startup (interpreter, imports)": "startup", "compile + first step": "compile",
+           "evaluation during training": "eval", "final evaluation": "final eval",
+           "waiting for batches": "waiting for batches", "checkpointing": "checkpoints"}
+  lines = ["| model, run | process | " + " | ".join(short.get(p, p) for p in PHASES)
+           + " | rest |", "|---|---|" + "---|" * (len(PHASES) + 1)]
+  for model in (m for m in results["config"]["models"] if m in results["runs"]):
+    for kind in ("cold", "warm"):
+      runs = [s[kind] for s in results["runs"][model].values()]
+      mean = lambda f: statistics.mean(f(r) for r in runs)
+      phases = [mean(lambda r: r["phases"].get(p, 0.0)) for p in PHASES]
+      process = mean(lambda r: r["seconds"])
+      lines.append(f"| {model}, {kind} | {process:.1f} | "
+                   + " | ".join(f"{v:.2f}" for v in phases) + f" | {process - sum(phases):.2f} |")
+  return lines
 
 
 def main(argv):
