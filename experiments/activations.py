@@ -96,7 +96,7 @@ def smoke_config() -> ActivationsConfig:
 
 
 def run(config: ActivationsConfig, workdir: str) -> dict:
-  """Trains the whole grid; writes results.json, results.md and plots/ into `workdir`."""
+  """Trains the whole grid; its results (Experiment.execute writes them), plots/ into `workdir`."""
   _check(config)
   write_config(workdir, dataclasses.asdict(config))
   start, runs, datasets = time.perf_counter(), [], {}
@@ -213,7 +213,7 @@ def _record(config, dataset_name, depth, activation, init, figures, norms, index
       "seeds": list(config.seeds), "group_seconds": seconds,
       "accuracy": accuracy, "loss": {split: f["loss"][part] for split, f in figures.items()},
       "gap": gap, "mean": {k: float(np.mean(v)) for k, v in {**accuracy, **gap}.items()},
-      "std": {k: float(np.std(v)) for k, v in {**accuracy, **gap}.items()},
+      "std": {k: float(np.std(v, ddof=1)) for k, v in {**accuracy, **gap}.items()},
       "grad_norms": {str(step): value[part] for step, value in norms.items()},  # [seed][layer]
       "first_last_ratio": {str(step): r for step, r in ratios.items()},
       "geomean": {str(step): {"first_layer": _geomean(value[part, 0]),

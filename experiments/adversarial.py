@@ -117,7 +117,7 @@ def smoke_config() -> RobustnessConfig:
 
 
 def run(config: RobustnessConfig, workdir: str) -> dict:
-  """Trains every model, attacks each; writes results.json, results.md and plots/ to `workdir`."""
+  """Trains every model, attacks each; its results, and plots/ in `workdir`."""
   check_config(config)
   write_config(workdir, dataclasses.asdict(config))
   start = time.perf_counter()
@@ -367,7 +367,7 @@ def _ordered_runs(results: dict) -> list[tuple[str, dict]]:
 
 def _pm(values) -> str:
   values = 100 * np.asarray(values, dtype=float)
-  return f"{values.mean():.1f} ± {values.std():.1f}"
+  return f"{values.mean():.1f} ± {values.std(ddof=1) if values.size > 1 else 0.0:.1f}"
 
 
 def _headline(run: dict, config: RobustnessConfig) -> str:

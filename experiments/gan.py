@@ -137,7 +137,7 @@ def smoke_config() -> GANConfig:
 
 def run(config: GANConfig, workdir: str) -> dict:
   """Trains the classifier (or reuses it), then the GAN per seed, then evaluates the samples.
-  Writes config.json, results.json, results.md and plots/ into `workdir`."""
+  Writes config.json, each seed's run and plots/ into `workdir`; returns its results."""
   _check(config)
   write_config(workdir, dataclasses.asdict(config))
   start = time.perf_counter()

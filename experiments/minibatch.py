@@ -344,7 +344,7 @@ TOUR = dict(datasets=("mnist",), batch_sizes=(8, 32, 128, 0), epochs=10, out_of_
 
 EXPERIMENT = Experiment(
     name="minibatch", config=MinibatchConfig, run=run, records=records, summary=markdown_report,
-    report=markdown_report, variants={"smoke": smoke_config, "tour": TOUR})
+    report=markdown_report, variants={"smoke": smoke_config, "tour": TOUR}, check=_check)
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ def _merge_seed_groups(groups: list[dict]) -> dict:
 
 
 def run(config: TableConfig, workdir: str) -> dict:
-  """Trains every (dataset, model) pair; writes results.json, results.md and plots/."""
+  """Trains every (dataset, model) pair; its results, and plots/ in `workdir`."""
   unknown = sorted(set(config.models) - set(MODELS))
   if unknown:
     raise ValueError(f"unknown models {unknown}; choose from {sorted(MODELS)}")

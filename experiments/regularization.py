@@ -279,13 +279,19 @@ def compare_with_paper(summary: dict[str, dict], strategies: list[Strategy]) -> 
 
 # ---- the run -----------------------------------------------------------------------------------
 
-def run(config: RegularizationConfig, workdir: str) -> dict:
-  """Trains every strategy on every task; writes results.json, results.md and plots/."""
-  strategies = [parse_strategy(s) for s in config.strategies]  # fail on a typo before training
+def check_config(config: RegularizationConfig) -> list[Strategy]:
+  """The parsed strategies; a typo in a strategy or task raises ValueError before training."""
+  strategies = [parse_strategy(s) for s in config.strategies]
   for task in config.tasks:
     parse_task(task)
   if config.num_seeds < 2:
     raise ValueError("num_seeds must be >= 2: the figures are mean ± std over seeds.")
+  return strategies
+
+
+def run(config: RegularizationConfig, workdir: str) -> dict:
+  """Trains every strategy on every task; its results, and plots/ in `workdir`."""
+  strategies = check_config(config)
   write_config(workdir, dataclasses.asdict(config))
   results = {"config": dataclasses.asdict(config), "tasks": {}}
   start = time.perf_counter()
@@ -399,7 +405,8 @@ TOUR = dict(tasks=("mnist:500",), strategies=("none", "dropout=0.5", "dropconnec
 
 EXPERIMENT = Experiment(
     name="regularization", config=RegularizationConfig, run=run, records=records,
-    summary=markdown_report, report=markdown_report, variants={"smoke": smoke_config, "tour": TOUR})
+    summary=markdown_report, report=markdown_report, variants={"smoke": smoke_config, "tour": TOUR},
+    check=check_config)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from absl import flags
 from dl_jax import cli
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.environment import describe_cpu, machine_record
+from dl_jax.errors import UserError
 from dl_jax.settings import ConfigError, each, one_of, setting
 from dl_jax.train.writers import quiet_library_logs, write_config, write_json
 
@@ -64,21 +65,27 @@ def commands(config: SingleRunConfig, model: str, seed: int, workdir: str) -> di
   return runs
 
 
+class RaceError(UserError, RuntimeError):
+  """A raced process failed: the race has no figure for it."""
+
+
 def timed(command: list[str], env: dict) -> dict:
-  """Runs one whole process; its wall seconds, and its last stdout line parsed if it is JSON."""
+  """Runs one whole process; its wall seconds, and its last stdout line."""
   start = time.perf_counter()
   done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
   seconds = time.perf_counter() - start
   if done.returncode != 0:
-    raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    raise RaceError(f"`{' '.join(command)}` failed ({last}); the figures of the runs before it "
+                    "are in results.json.")
   return {"seconds": seconds, "stdout_tail": done.stdout.strip().splitlines()[-1:]}
 
 
 def race(config: SingleRunConfig, model: str, seed: int, order: int, workdir: str) -> dict:
   """The three processes of one (model, seed), cold before warm, in a rotated order."""
-  cache = tempfile.mkdtemp(prefix="dl_jax_cache_", dir=workdir)
-  env = dict(os.environ, XDG_CACHE_HOME=cache)
-  runs = commands(config, model, seed, os.path.join(workdir, f"{model}_{seed}"))
+  folder = tempfile.mkdtemp(prefix=f"{model}_seed{seed}_", dir=workdir)  # never a resumed run
+  env = dict(os.environ, XDG_CACHE_HOME=os.path.join(folder, "cache"))
+  runs = commands(config, model, seed, folder)
   sequence = [k for k in (("peer", "cold", "warm"), ("cold", "warm", "peer"),
                           ("cold", "peer", "warm"))[order % 3] if k in runs]
   figures = {}
@@ -87,7 +94,7 @@ def race(config: SingleRunConfig, model: str, seed: int, order: int, workdir: st
     print(f"{model} seed {seed} {kind}: {figures[kind]['seconds']:.1f} s", file=sys.stderr,
           flush=True)
   for kind in ("cold", "warm"):
-    with open(os.path.join(workdir, f"{model}_{seed}", kind, "results.json")) as f:
+    with open(os.path.join(folder, kind, "results.json")) as f:
       saved = json.load(f)
     figures[kind].update(phases=saved["phases"], test_accuracy=saved["test"]["accuracy"],
                          compilation_cache=saved.get("compilation_cache"))
@@ -96,12 +103,22 @@ def race(config: SingleRunConfig, model: str, seed: int, order: int, workdir: st
   return figures
 
 
-def run(config: SingleRunConfig, workdir: str) -> dict:
-  """Races every (model, seed); writes results.json and results.md into `workdir`."""
-  peer = config.torch_python
-  if peer and not (os.path.isfile(peer) and os.access(peer, os.X_OK)):
+def check_peer(peer: str) -> None:
+  """An empty peer, or an interpreter that imports torch and mnist1d (ConfigError otherwise)."""
+  if not peer:
+    return
+  if not (os.path.isfile(peer) and os.access(peer, os.X_OK)):
     raise ConfigError(f"--torch_python={peer} is not an executable file; give the python of a "
                       "venv with torch, or leave it empty for dl_jax's runs only.")
+  probe = subprocess.run([peer, "-c", "import torch, mnist1d"], capture_output=True, text=True)
+  if probe.returncode != 0:
+    raise ConfigError(f"--torch_python={peer} cannot import torch and mnist1d; install them "
+                      "there (pip install -e '.[bench]'), or leave it empty.")
+
+
+def run(config: SingleRunConfig, workdir: str) -> dict:
+  """Races every (model, seed); writes results.json and results.md into `workdir`."""
+  check_peer(config.torch_python)
   write_config(workdir, dataclasses.asdict(config))
   results = {"config": dataclasses.asdict(config), "machine": machine_record(),
              "versions": {p: importlib.metadata.version(p) for p in ("jax", "jaxlib", "flax")}
@@ -136,7 +153,8 @@ def summarize(runs: dict) -> dict:
 def markdown_table(results: dict) -> str:
   config = results["config"]
   lines = ["| model | peer: PyTorch, eager (process / loop) | dl_jax first run (cold caches) "
-           "| dl_jax second run (warm caches) | speedup cold / warm (target 2x / 3x) |",
+           "| dl_jax second run (warm caches) | speedup cold / warm (target "
+           f"{TARGETS['cold']:g}x / {TARGETS['warm']:g}x) |",
            "|---|---|---|---|---|"]
   for model in (m for m in config["models"] if m in results["summary"]):
     row = results["summary"][model]

@@ -147,7 +147,7 @@ def penalties(config: SparsityConfig, setting: str) -> Penalties | None:
 
 
 def run(config: SparsityConfig, workdir: str) -> dict:
-  """Trains, prunes and deploys every setting; writes results.json, results.md and plots/."""
+  """Trains, prunes and deploys every setting; its results, and plots/ in `workdir`."""
   _check(config)
   write_config(workdir, dataclasses.asdict(config))
   start = time.perf_counter()
@@ -340,7 +340,7 @@ def structured(config: SparsityConfig, dataset: Dataset, trainer: _Trainer, trai
 
 def _mean_std(values) -> tuple[float, float]:
   values = np.asarray(values, dtype=float)
-  return float(values.mean()), float(values.std())
+  return float(values.mean()), float(values.std(ddof=1) if values.size > 1 else 0.0)
 
 
 def targets(results: dict) -> dict:

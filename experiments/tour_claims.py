@@ -330,7 +330,7 @@ def judge_claims(records: Records, ran: set[str]) -> list[Claim]:
       continue
     try:
       judged = spec.judge(records.where(experiment=spec.experiment))
-    except (ValueError, KeyError, AttributeError) as missing:  # e.g. --only ran a part of it
+    except (ValueError, KeyError, IndexError, AttributeError) as missing:  # e.g. --only ran a part of it
       claims.append(Claim(measured=f"not measured at this budget ({missing})", evidence="—",
                           verdict=NOT_MEASURED, **fields))
       continue

@@ -96,7 +96,7 @@ def init_state(model: Seq2Seq, config: TranslateConfig, example: dict) -> TrainS
 
 
 def run(config: TranslateConfig, workdir: str) -> dict:
-  """Trains, evaluates, writes config.json, metrics.jsonl, results.json and samples.txt."""
+  """Trains and evaluates; writes config.json, metrics.jsonl and samples.txt; returns results."""
   data = translation_data(config.language, config.num_train, config.num_val, config.num_test,
                           config.seed, config.min_word_count)
   model = make_model(config, data.vocab.size)

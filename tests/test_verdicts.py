@@ -35,7 +35,9 @@ def test_welch_test_and_its_interval_with_a_margin():
 
 
 def test_the_opposite_effect_is_a_refutation_and_noise_is_neither():
-  assert compare(B, A, paired=True).verdict == REFUTED
+  refuted = compare(B, A, paired=True)
+  assert refuted.verdict == REFUTED and refuted.p_opposite < 0.05 < refuted.p
+  assert f"p = {refuted.p_opposite:.2g} for the opposite effect" in refuted.describe()
   noisy = compare([0.9, 0.5, 0.95, 0.45], [0.7, 0.7, 0.7, 0.7], paired=True)
   assert noisy.verdict == NOT_SUPPORTED and 0.05 < noisy.p < 0.95
 

@@ -80,7 +80,7 @@ class Experiment:
     quiet_library_logs()
     variant = flags.FLAGS.variant
     if flags.FLAGS.smoke:
-      if variant not in (FULL, "smoke"):
+      if flags.FLAGS["variant"].present and variant != "smoke":
         cli.fail(f"--smoke and --variant={variant} ask for two configs; give one.")
       variant = "smoke"
     config = experiment_config(self.config, None, base=self.config_for(variant))

@@ -51,8 +51,10 @@ class Comparison:
     low, high = (scale * bound for bound in self.ci)
     ci = "n/a" if math.isnan(low) else f"{low:+.1f}, {high:+.1f}"
     n = f"n = {self.n[0]}" if self.test == PAIRED else f"n = {self.n[0]} vs {self.n[1]}"
-    return (f"{scale * self.effect:+.1f}{unit} [95% CI {ci}], {self.test}, {n}, "
-            f"{format_p(self.p)}")
+    p = format_p(self.p)
+    if self.verdict == REFUTED:  # the test that decided it is the opposite one
+      p = f"{format_p(self.p_opposite)} for the opposite effect"
+    return f"{scale * self.effect:+.1f}{unit} [95% CI {ci}], {self.test}, {n}, {p}"
 
 
 def format_p(p: float) -> str:
