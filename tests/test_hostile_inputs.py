@@ -98,7 +98,10 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_resumes(tmp_path):
   argv = hostile_inputs.npz_case()(str(tmp_path)) + ["--steps=3000", "--log_every=100",
                                                       "--checkpoint_every=100"]
   command = [sys.executable, "-m", "experiments.train", *argv]
-  child = subprocess.Popen(command, cwd=hostile_inputs.REPO, stderr=subprocess.PIPE, text=True)
+  # a shell that starts this suite in the background (`cmd &`) hands its children SIGINT ignored,
+  # and Python keeps an ignored SIGINT: give the child the default, as a terminal would
+  child = subprocess.Popen(command, cwd=hostile_inputs.REPO, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   for line in child.stderr:
     if line.startswith("step 300/"):
       break
