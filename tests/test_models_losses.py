@@ -21,10 +21,12 @@ def test_every_activation_is_elementwise(name):
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 4)) * 3
   out = f(x)
   assert out.shape == x.shape and bool(jnp.all(jnp.isfinite(out)))
+  # to float32 rounding: a value alone may take another code path than a vector (jax 0.12's gelu
+  # gives -0.0 for a scalar where the vector gives -1.7e-7)
   alone = jnp.array([f(v) for v in x.ravel()]).reshape(x.shape)
-  np.testing.assert_allclose(out, alone, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(out, alone, rtol=1e-5, atol=1e-6)
   order = jax.random.permutation(jax.random.PRNGKey(1), 12)
-  np.testing.assert_allclose(f(x.ravel()[order]), out.ravel()[order], rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(f(x.ravel()[order]), out.ravel()[order], rtol=1e-5, atol=1e-6)
   jacobian = jax.jacobian(f)(x.ravel())
   off_diagonal = jacobian - jnp.diag(jnp.diag(jacobian))
   assert float(jnp.abs(off_diagonal).max()) == 0.0
