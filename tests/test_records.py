@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dl_jax.lab.records import (SCHEMA_VERSION, Record, Recorder, Records, RecordsError,
-                                paired_values, pivot, read_jsonl, write_jsonl)
+                                paired_values, read_jsonl, write_jsonl)
 
 
 def _records() -> Records:
@@ -47,12 +47,6 @@ def test_per_seed_refuses_a_count_mismatch():
   with pytest.raises(ValueError, match="2 values for 3 seeds"):
     Recorder("e", "v").per_seed([0, 1, 2], [1.0, 2.0], dataset="d", arm="a", split="test",
                                 metric="m")
-
-
-def test_pivot_makes_one_row_per_key_and_marks_missing_cells():
-  table = pivot(_records().where(metric="accuracy"), ["arm"], "split", ["train", "test"],
-                lambda s: f"{len(s)}")
-  assert table == [["a", "—", "3"], ["b", "—", "2"]]
 
 
 @pytest.mark.parametrize("line, message", [

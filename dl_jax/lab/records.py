@@ -13,9 +13,8 @@ nothing downstream needs to know how an experiment stores its own results.
 
 import dataclasses
 import json
-import math
 import os
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from dl_jax.errors import UserError
 
@@ -139,26 +138,6 @@ def _parse(line: str, path: str, number: int) -> Record:
   if not isinstance(fields["value"], (int, float)) or isinstance(fields["value"], bool):
     raise RecordsError(f"{where}: value {fields['value']!r} is not a number.")
   return Record(**fields)
-
-
-def mean(values: Sequence[float]) -> float:
-  return math.fsum(values) / len(values) if values else math.nan
-
-
-Cell = Callable[[Records], str]
-
-
-def pivot(records: Records, rows: Sequence[str], column: str, columns: Sequence, cell: Cell
-          ) -> list[list]:
-  """A table: one row per distinct combination of the `rows` fields (in order of appearance),
-  one cell per value in `columns` of the `column` field, each cell = cell(that selection), or
-  '—' where the selection is empty."""
-  table = []
-  for key in dict.fromkeys(tuple(getattr(r, f) for f in rows) for r in records):
-    selection = records.where(**dict(zip(rows, key)))
-    cells = [selection.where(**{column: c}) for c in columns]
-    table.append(list(key) + [cell(s) if len(s) else "—" for s in cells])
-  return table
 
 
 @dataclasses.dataclass(frozen=True)
