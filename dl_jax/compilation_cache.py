@@ -10,8 +10,6 @@ import collections
 import os
 import sys
 
-import jax
-
 _EVENTS = {"/jax/compilation_cache/cache_hits": "hits",
            "/jax/compilation_cache/cache_misses": "misses"}
 _counts: collections.Counter = collections.Counter()
@@ -30,6 +28,7 @@ def enable(directory: str) -> bool:
   global _listening
   if not directory:
     return False
+  import jax  # here, not above: a run's --help needs the default folder, not JAX
   try:
     os.makedirs(directory, exist_ok=True)
     if not os.access(directory, os.W_OK):

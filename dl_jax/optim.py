@@ -2,8 +2,7 @@
 
 import optax
 
-SCHEDULES = ("constant", "cosine", "warmup_cosine")
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+from dl_jax.catalog import OPTIMIZERS, SCHEDULES
 
 
 def make_schedule(name: str, learning_rate: float, total_steps: int,

@@ -323,7 +323,7 @@ def train_and_judge(config: GANConfig, parts: GANParts, dataset: Dataset, judge:
           "discriminator_params": count_params(state.discriminator.params),
           "train_seconds": figures.get("train_seconds"),
           "steps_per_sec": figures.get("steps_per_sec"),
-          "first_step_seconds": figures.get("first_step_seconds"),
+          "first_call_seconds": figures.get("first_call_seconds"),
           "final_grid": np.asarray(parts.sample(state, fixed_z)).tolist()}
 
 

@@ -174,7 +174,7 @@ def markdown_table(results: dict) -> str:
   return "\n".join(lines)
 
 
-PHASES = ("startup (interpreter, imports)", "data", "model init", "compile + first step",
+PHASES = ("startup (interpreter, imports)", "data", "model init", "compile + first call",
           "training steps", "waiting for batches", "evaluation during training",
           "final evaluation", "logging", "checkpointing")
 
@@ -182,7 +182,7 @@ PHASES = ("startup (interpreter, imports)", "data", "model init", "compile + fir
 def phase_table(results: dict) -> list[str]:
   """Where each kind of dl_jax run spends its seconds (dl_jax's own phases, mean over seeds);
   'rest' is the process time no phase holds: interpreter exit, writing results, threads."""
-  short = {"startup (interpreter, imports)": "startup", "compile + first step": "compile",
+  short = {"startup (interpreter, imports)": "startup", "compile + first call": "compile, 1st call",
            "evaluation during training": "eval", "final evaluation": "final eval",
            "waiting for batches": "waiting for batches", "checkpointing": "checkpoints"}
   lines = ["| model, run | process | " + " | ".join(short.get(p, p) for p in PHASES)

@@ -12,22 +12,17 @@ import dataclasses
 import json
 from typing import Sequence
 
-import jax
 from absl import flags, logging
 
-from dl_jax import cli, optim
-from dl_jax.activations import ACTIVATIONS
+from dl_jax import catalog, cli
 from dl_jax.config_flags import define_experiment_flags, experiment_config
 from dl_jax.data import EMBEDDED, MAX_CLASSES, load_dataset
-from dl_jax.models import MODELS, make_model
 from dl_jax.phases import Phases, seconds_since_process_start
 from dl_jax.settings import (ConfigError, at_least, between, each, non_negative_finite,
                              positive_finite, setting, validate)
-from dl_jax.train import (FitConfig, classification_loss, classification_metrics,
-                          create_train_state, fit, make_eval_step, make_train_step)
-from dl_jax.train.parallel import DataParallel, data_mesh, initialize_distributed
-from dl_jax.train.workdir_lock import hold
-from dl_jax.train.writers import quiet_library_logs, write_config
+
+# JAX, Flax, optax and the training code are imported where a run needs them, not above, so that
+# --help answers without loading them (1-2 s).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,17 +33,17 @@ class TrainConfig:
                                 check=between(0, 1))
   max_classes: int = setting(MAX_CLASSES, "Most classes a dataset's labels may imply (labels "
                              "0 .. N-1); raise it for datasets with more.", check=at_least(2))
-  model: str = setting("mlp", "Model family.", choices=sorted(MODELS))
+  model: str = setting("mlp", "Model family.", choices=catalog.MODELS)
   widths: tuple[int, ...] = setting((100, 100), "Hidden widths, comma separated.",
                                     check=each(at_least(1)))
-  activation: str = setting("relu", "Hidden activation.", choices=sorted(ACTIVATIONS))
+  activation: str = setting("relu", "Hidden activation.", choices=catalog.ACTIVATIONS)
   residual: bool = setting(True, "Skip connections between equal-width hidden layers.")
   dropout: float = setting(0.0, "Dropout rate on hidden units.", check=between(0, 1))
   l2: float = setting(0.0, "L2 penalty on the weights, added to the loss.",
                       check=non_negative_finite)
-  optimizer: str = setting("adam", "Optimizer.", choices=optim.OPTIMIZERS)
+  optimizer: str = setting("adam", "Optimizer.", choices=catalog.OPTIMIZERS)
   learning_rate: float = setting(1e-2, "Peak learning rate.", check=positive_finite)
-  schedule: str = setting("constant", "Learning-rate schedule.", choices=optim.SCHEDULES)
+  schedule: str = setting("constant", "Learning-rate schedule.", choices=catalog.SCHEDULES)
   warmup_steps: int = setting(0, "Linear warm-up steps.", check=at_least(0))
   weight_decay: float = setting(0.0, "Decoupled weight decay (adamw).", check=non_negative_finite)
   batch_size: int = setting(100, "Examples per step.", check=at_least(1))
@@ -57,6 +52,8 @@ class TrainConfig:
   eval_every: int = setting(500, "Steps between evaluations.", check=at_least(1))
   log_every: int = setting(100, "Steps between metrics lines.", check=at_least(1))
   checkpoint_every: int = setting(1000, "Steps between checkpoints.", check=at_least(1))
+  steps_per_call: int = setting(100, "Most training steps one compiled call runs (a scan over "
+                                "batches read together); 1: a call per step.", check=at_least(1))
   patience: int = setting(0, "Evaluations without a better validation accuracy before stopping; "
                           "0: off.", check=at_least(0))
   seed: int = setting(0, "Seed of initialization, data order, dropout and validation split.",
@@ -76,6 +73,15 @@ def run(config: TrainConfig, workdir: str, hooks: Sequence = (),
   """Trains, evaluates and writes config.json, metrics.jsonl, results.json into `workdir`;
   results["phases"] says where the wall time went. Everything is checked before anything is
   written: the config, the data, and that the batch fits the data and the devices."""
+  import jax
+
+  from dl_jax import optim
+  from dl_jax.models import make_model
+  from dl_jax.train import (FitConfig, classification_loss, classification_metrics,
+                            create_train_state, fit, make_eval_step, make_train_step)
+  from dl_jax.train.parallel import DataParallel, data_mesh
+  from dl_jax.train.writers import write_config
+
   validate(config)
   phases = phases if phases is not None else Phases()
   with phases("data"):
@@ -100,7 +106,8 @@ def run(config: TrainConfig, workdir: str, hooks: Sequence = (),
                          "dataset": dataset.metadata})
   fit_config = FitConfig(num_steps=steps, batch_size=config.batch_size, seed=config.seed,
                          eval_every=config.eval_every, log_every=config.log_every,
-                         checkpoint_every=config.checkpoint_every, patience=config.patience)
+                         checkpoint_every=config.checkpoint_every, patience=config.patience,
+                         max_steps_per_call=config.steps_per_call)
   train_step = make_train_step(classification_loss(model, config.l2))
   eval_step = make_eval_step(classification_metrics(model))
   _, results = fit(state, train_step, eval_step, dataset, fit_config, workdir, hooks, parallel,
@@ -136,6 +143,8 @@ def define_flags() -> None:
 def join_run(coordinator: str, num_processes: int, process_id: int, timeout_s: int) -> None:
   """jax.distributed.initialize, or one line and exit 2 when the processes do not all join in
   `timeout_s` seconds (JAX itself would abort the process at its own, later deadline)."""
+  from dl_jax.train.parallel import initialize_distributed
+
   with cli.deadline(timeout_s, f"process {process_id} of {num_processes} could not join the run "
                     f"at --coordinator={coordinator} within {timeout_s} s; start every process "
                     "with the same --coordinator and --num_processes (process 0 on that host), "
@@ -145,6 +154,10 @@ def join_run(coordinator: str, num_processes: int, process_id: int, timeout_s: i
 
 def main(argv):
   del argv
+  import dl_jax.models, dl_jax.train  # noqa: E401,F401 (the training stack: counted as startup)
+  from dl_jax.train.workdir_lock import hold
+  from dl_jax.train.writers import quiet_library_logs
+
   quiet_library_logs()
   # checked before anything is written; the workdir is taken once this process knows its index
   config = experiment_config(TrainConfig, smoke_config, hold_workdir=False)

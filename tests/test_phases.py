@@ -9,7 +9,7 @@ from dl_jax.phases import Phases, seconds_since_process_start
 from dl_jax.train import (FitConfig, classification_loss, classification_metrics,
                           create_train_state, fit, make_eval_step, make_train_step)
 
-LOOP_PHASES = {"checkpointing", "checkpoint restore", "compile + first step", "waiting for batches",
+LOOP_PHASES = {"checkpointing", "checkpoint restore", "compile + first call", "waiting for batches",
                "training steps", "logging", "evaluation during training", "final evaluation"}
 
 
@@ -45,4 +45,4 @@ def test_fit_accounts_every_phase_once_within_its_wall_time(blob_dataset, tmp_pa
   assert set(recorded) == LOOP_PHASES | {"before fit"} and recorded["before fit"] == 0.5
   assert all(seconds >= 0 for seconds in recorded.values())
   assert sum(recorded.values()) - 0.5 <= wall  # nothing counted twice
-  assert recorded["compile + first step"] == results["first_step_seconds"]
+  assert recorded["compile + first call"] == results["first_call_seconds"]

@@ -1,5 +1,6 @@
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -11,6 +12,7 @@ from dl_jax.train import (classification_loss, classification_metrics, create_tr
 from dl_jax.train.seeds import (SeedBatches, create_seed_states, fit_seeds,
                                 make_seeds_eval_step, make_seeds_train_step, map_seed_groups,
                                 split_seeds, unstack_state, with_hyperparameter)
+from dl_jax.train.state import init_train_state
 from dl_jax.data import BatchIterator
 
 
@@ -118,14 +120,16 @@ def test_a_learning_rate_sweep_in_one_program_matches_separate_runs(blob_dataset
 
 
 def test_compiled_initialization_matches_the_eager_one(blob_dataset):
-  # make_seeds_init compiles without LLVM optimizations: values may differ in the last bit only
+  # both compile without LLVM optimizations: values may differ from eager ones in the last bit only
   model, tx = MLP(widths=(16,), num_outputs=3), optax.adam(1e-2)
   example = blob_dataset.train.gather([0])["x"]
   stacked = create_seed_states(model, tx, example, [0, 4])
   for index, seed in enumerate([0, 4]):
-    eager = create_train_state(model, tx, example, seed)
-    chex.assert_trees_all_close(unstack_state(stacked, index).params, eager.params,
-                                rtol=1e-6, atol=1e-7)
+    eager = init_train_state(model, tx, jnp.asarray(example), jax.random.PRNGKey(seed))
+    single = create_train_state(model, tx, example, seed)
+    for compiled in (unstack_state(stacked, index), single):
+      chex.assert_trees_all_close(compiled.params, eager.params, rtol=1e-6, atol=1e-7)
+    assert int(single.step) == 0 and single.tx is tx
 
 
 def test_split_seeds_makes_contiguous_near_equal_groups():

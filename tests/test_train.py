@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +17,7 @@ from dl_jax.models import MLP
 from dl_jax.train import (Checkpointer, FitConfig, NonFiniteError, classification_loss,
                           classification_metrics, create_train_state, evaluate, fit,
                           make_eval_step, make_train_step, step_rngs)
+from dl_jax.train.fit import MAX_CALL_BYTES, call_sizes, steps_per_call
 from experiments import train as train_experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,19 +88,59 @@ def test_mismatched_batch_gets_a_sentence(blob_dataset):
     train_step(state, {"x": batch["x"], "y": batch["y"][:7]})
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(blob_dataset, tmp_path):
+@pytest.mark.parametrize("every, saved", [((5, 3), 9), ((10, 10), 10)])  # 1 and 10 steps a call
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(blob_dataset, tmp_path,
+                                                                      every, saved):
   exploding = optax.sgd(optax.piecewise_constant_schedule(0.01, {10: 1e32}))  # blows up at step 11
   state, train_step, eval_step = _setup(blob_dataset, optimizer=exploding)
-  config = FitConfig(num_steps=50, batch_size=16, log_every=5, checkpoint_every=3)
+  config = FitConfig(num_steps=50, batch_size=16, log_every=every[0], checkpoint_every=every[1],
+                     eval_every=10)
   with pytest.raises(NonFiniteError, match=r"non-finite loss or gradient at step (\d+)") as info:
     fit(state, train_step, eval_step, blob_dataset, config, str(tmp_path))
   bad_step = int(re.search(r"at step (\d+)", str(info.value)).group(1))
   checkpoints = Checkpointer(str(tmp_path / "checkpoints"))
-  assert bad_step == 11 and checkpoints.latest_step() == 9
+  assert bad_step == 11 and checkpoints.latest_step() == saved
   restored, record = checkpoints.restore(_setup(blob_dataset, optimizer=exploding)[0])
   checkpoints.close()
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(restored.params))
   assert record["position"][1] > 0
+
+
+def test_calls_end_on_every_logging_evaluation_and_checkpoint_step():
+  assert call_sizes(0, 45, 10) == [10, 10, 10, 10, 5]
+  assert call_sizes(15, 45, 10) == [5, 10, 10, 5]  # a run resumed off the grid realigns
+  assert call_sizes(45, 45, 10) == []
+
+
+def test_steps_per_call_divides_the_intervals_within_its_caps(blob_dataset):
+  config = FitConfig(num_steps=6000, batch_size=10, log_every=100, eval_every=250,
+                     checkpoint_every=1000)
+  assert steps_per_call(config, blob_dataset) == 50
+  assert steps_per_call(dataclasses.replace(config, max_steps_per_call=30), blob_dataset) == 25
+  assert steps_per_call(config, blob_dataset, hooks=[print]) == 1
+  example_bytes = sum(array.nbytes for array in blob_dataset.train.gather([0]).values())
+  huge_batch = MAX_CALL_BYTES // (7 * example_bytes)  # 7 batches fit in a call, not 10
+  assert steps_per_call(dataclasses.replace(config, batch_size=huge_batch), blob_dataset) == 5
+
+
+def test_several_steps_per_call_train_as_one_step_per_call_does(blob_dataset, tmp_path):
+  runs = {}
+  for per_call in (1, 10):
+    state, train_step, eval_step = _setup(blob_dataset, dropout=0.3)
+    config = FitConfig(num_steps=45, batch_size=16, log_every=10, eval_every=20,
+                       checkpoint_every=20, max_steps_per_call=per_call)
+    final, results = fit(state, train_step, eval_step, blob_dataset, config,
+                         str(tmp_path / str(per_call)))
+    with open(tmp_path / str(per_call) / "metrics.jsonl") as f:
+      runs[per_call] = final, results, [json.loads(line) for line in f]
+  (one, one_results, one_log), (ten, ten_results, ten_log) = runs[1], runs[10]
+  assert int(ten.step) == int(one.step) == 45 and ten_results["first_call_steps"] == 10
+  chex.assert_trees_all_close(ten.params, one.params, rtol=1e-5, atol=1e-6)
+  assert [line["step"] for line in ten_log] == [line["step"] for line in one_log]
+  for a, b in zip(ten_log, one_log):
+    assert a.keys() == b.keys()
+    for key in a.keys() - {"steps_per_sec"}:
+      assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
 
 
 def test_early_stopping_selects_the_best_validation_step(tmp_path):

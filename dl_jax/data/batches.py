@@ -74,3 +74,22 @@ class BatchIterator:
       return positions
     size = len(positions) // self.num_shards
     return positions[self.shard_index * size:(self.shard_index + 1) * size]
+
+
+class BatchGroups:
+  """The batches of `batches` (a BatchIterator) read `sizes[i]` at a time, each group stacked
+  [size, batch, ...] by one indexing operation: the input of one call that runs `size` steps.
+  `position` is the wrapped iterator's, so a checkpoint resumes it exactly."""
+
+  def __init__(self, batches: BatchIterator, sizes: list[int]):
+    self.batches, self._sizes = batches, iter(sizes)
+
+  @property
+  def position(self) -> tuple[int, int]:
+    return self.batches.position
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    return self.batches.next_batches(next(self._sizes))

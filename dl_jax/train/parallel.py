@@ -55,10 +55,11 @@ class DataParallel:
     local = jax.tree_util.tree_map(np.asarray, state)  # plain ints (the step) become arrays too
     return multihost_utils.host_local_array_to_global_array(local, self.mesh, PartitionSpec())
 
-  def put_batch(self, local_batch: dict) -> dict:
-    """This process's rows of a global batch, as a global array split over 'data'."""
+  def put_batches(self, local_batches: dict) -> dict:
+    """This process's rows of global batches stacked [steps, batch, ...], as global arrays split
+    over 'data' along the batch axis."""
     return multihost_utils.host_local_array_to_global_array(
-        local_batch, self.mesh, PartitionSpec(DATA_AXIS))
+        local_batches, self.mesh, PartitionSpec(None, DATA_AXIS))
 
   def put_replicated(self, batch: dict) -> dict:
     """A batch every process holds in full (evaluation), replicated on every device."""

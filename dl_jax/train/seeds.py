@@ -16,7 +16,7 @@ import numpy as np
 from dl_jax.data import BatchIterator, Dataset, Split
 from dl_jax.train.evaluate import eval_step_fn, evaluate
 from dl_jax.train.fit import NonFiniteError
-from dl_jax.train.state import TrainState, init_train_state
+from dl_jax.train.state import INIT_COMPILER_OPTIONS, TrainState, init_train_state
 from dl_jax.train.step import DEFAULT_STREAMS, LossFn, train_step_fn
 
 
@@ -27,12 +27,6 @@ def stack_states(states: Sequence[TrainState]) -> TrainState:
 
 def unstack_state(stacked: TrainState, index: int) -> TrainState:
   return jax.tree_util.tree_map(lambda leaf: leaf[index], stacked)
-
-
-INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
-"""The initialization runs once, in microseconds: LLVM's optimizations only cost compile time
-(MNIST-1D CNN, 5 seeds: 3.6 s to compile at the default level, 0.8 s at level 0). Its values agree
-with the eager `create_train_state` to float32 rounding, not bit for bit."""
 
 
 def make_seeds_init(model, tx, example_input, compiler_options=INIT_COMPILER_OPTIONS):

@@ -32,12 +32,23 @@ def init_train_state(model: nn.Module, tx: optax.GradientTransformation, example
                            model_state=dict(variables))
 
 
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+"""The initialization runs once, in microseconds: LLVM's optimizations only cost compile time.
+Compiled at level 0 it is quicker than running it eagerly, where every operation is compiled on
+its own (measured on a 2-core CPU, fresh caches, MNIST-1D CNN: 3.6 s eager, 2.2 s compiled at the
+default level, 0.6 s at level 0), and the persistent compilation cache keeps it for the next run.
+Its values agree with the eager `init_train_state` to float32 rounding, not bit for bit."""
+
+_compiled_init = jax.jit(init_train_state, static_argnums=(0, 1),
+                         compiler_options=INIT_COMPILER_OPTIONS)
+
+
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
                        example_input: jax.Array, seed: int) -> TrainState:
-  """Initializes `model` on one example batch with keys derived from `seed` (eagerly: for one
-  state that is quicker than compiling the initialization, 0.5-1.2 s on this CPU)."""
+  """Initializes `model` on one example batch with keys derived from `seed`, compiled (one
+  program per model, optimizer and input shape)."""
   root = jax.random.PRNGKey(seed)  # raw uint32 key: checkpointable as a plain array
-  return init_train_state(model, tx, jax.tree_util.tree_map(jnp.asarray, example_input), root)
+  return _compiled_init(model, tx, jax.tree_util.tree_map(jnp.asarray, example_input), root)
 
 
 def tree_digest(tree) -> str:
