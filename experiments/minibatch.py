@@ -302,7 +302,7 @@ def markdown_report(results: dict) -> str:
               f"{s['budget_seconds']:.1f} s", "",
               "| batch | steps | test acc (end) | train acc | gap | test acc within budget "
               "| s/step | step memory | grad variance | law ratio |", "|" + "---|" * 10]
-    for label, r in s["runs"].items():
+    for label, r in sorted(s["runs"].items(), key=lambda item: int(item[0])):
       budget = r["test_accuracy_within_budget"]
       lines.append(
           f"| {label} | {r['steps']} | {percent(r['final']['test'])} "

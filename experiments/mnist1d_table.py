@@ -198,8 +198,9 @@ def markdown_table(results: dict) -> str:
   rows = ["| data | model | params | test acc (ours) | paper README / logged | train acc | gap "
           "| s per seed (incl. compile, * reused) | s per 1000 steps per seed |",
           "|---|---|---|---|---|---|---|---|---|"]
+  order = list(results["config"]["models"])  # a saved file's keys are sorted
   for dataset_name, runs in results["runs"].items():
-    for name, r in runs.items():
+    for name, r in sorted(runs.items(), key=lambda item: order.index(item[0])):
       paper = PAPER.get(name)
       ref = "human 95.8%" if paper is None else (
           f"{paper[3]}% (shuffled)" if "shuffled" in dataset_name else f"{paper[1]}% / {paper[2]}%")
