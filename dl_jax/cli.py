@@ -30,13 +30,21 @@ def run(main) -> None:
   app.run(reporting(main), flags_parser=parse_flags)
 
 
+HELP_FLAGS = {"--help", "-help", "-?", "--helpshort", "-helpshort", "--helpfull", "-helpfull"}
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a bad flag (unknown, mistyped, not among its choices) reported in
-  one line and exit 2 rather than absl's FATAL message and exit 1."""
+  one line and exit 2 rather than absl's FATAL message and exit 1; help asked for exits 0 (absl
+  exits 1 after printing it)."""
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
     fail(f"{e}; run with --helpshort for the flags and what they accept.")
+  except SystemExit as e:
+    if e.code == 1 and HELP_FLAGS & set(argv[1:]):
+      sys.exit(0)
+    raise
 
 
 def reporting(main):

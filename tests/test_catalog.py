@@ -17,6 +17,7 @@ def test_every_name_offered_is_registered_and_every_registered_one_offered():
 def test_train_help_lists_its_flags_without_importing_jax_flax_or_optax():
   done = subprocess.run([sys.executable, "-X", "importtime", "-m", "experiments.train", "--help"],
                         capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
   assert "--learning_rate: Peak learning rate." in done.stdout
   assert "<linear|mlp|cnn|" in done.stdout  # the choices, from the catalog
   imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
