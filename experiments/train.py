@@ -22,7 +22,7 @@ from dl_jax.settings import (ConfigError, at_least, between, each, non_negative_
                              positive_finite, setting, validate)
 
 # JAX, Flax, optax and the training code are imported where a run needs them, not above, so that
-# --help answers without loading them (1-2 s).
+# --help answers without loading them.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dl_jax.losses import cross_entropy
 from dl_jax.models import MLP, make_model
 from dl_jax.train import create_train_state
 from experiments import activations
+from experiments.reports.activations import _find
 
 
 def _linear_net_params(scale: float = 1.0):
@@ -120,5 +121,5 @@ def test_smoke_run_writes_finite_results_tables_and_plots(smoke_stage):
   alone = layer_gradient_norms(
       lambda p: jnp.mean(cross_entropy(model.apply({"params": p}, batch["x"]), batch["y"])),
       state.params)
-  recorded = activations._find(runs, "mnist1d", 4, "relu", "he")["grad_norms"]["0"][1]
+  recorded = _find(runs, "mnist1d", 4, "relu", "he")["grad_norms"]["0"][1]
   np.testing.assert_allclose(recorded, alone, rtol=1e-4)

@@ -34,10 +34,9 @@ def init_train_state(model: nn.Module, tx: optax.GradientTransformation, example
 
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 """The initialization runs once, in microseconds: LLVM's optimizations only cost compile time.
-Compiled at level 0 it is quicker than running it eagerly, where every operation is compiled on
-its own (measured on a 2-core CPU, fresh caches, MNIST-1D CNN: 3.6 s eager, 2.2 s compiled at the
-default level, 0.6 s at level 0), and the persistent compilation cache keeps it for the next run.
-Its values agree with the eager `init_train_state` to float32 rounding, not bit for bit."""
+Compiled at level 0 it starts sooner than run eagerly, where every operation is compiled on its
+own, and the persistent compilation cache keeps it for the next run. Its values agree with the
+eager `init_train_state` to float32 rounding, not bit for bit."""
 
 _compiled_init = jax.jit(init_train_state, static_argnums=(0, 1),
                          compiler_options=INIT_COMPILER_OPTIONS)
