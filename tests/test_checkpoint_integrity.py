@@ -4,13 +4,14 @@ import collections
 import dataclasses
 import os
 import shutil
+import signal
 
 import jax.numpy as jnp
 import optax
 import pytest
 
 from dl_jax.train import checkpoint as checkpoint_module
-from dl_jax.train.checkpoint import Checkpointer, CheckpointError
+from dl_jax.train.checkpoint import Checkpointer, CheckpointError, interrupts_deferred
 from dl_jax.train.state import TrainState, tree_digest
 from experiments import hostile_inputs, train
 
@@ -73,3 +74,16 @@ def test_resuming_past_a_damaged_checkpoint_gives_the_undamaged_runs_parameters(
   resumed = train.run(config, str(tmp_path / "clean"))
   assert resumed["resumed_from_step"] == 40
   assert resumed["params_fingerprint"] == clean["params_fingerprint"]
+
+
+def test_ctrl_c_during_a_save_interrupts_once_the_checkpoint_is_written(tmp_path):
+  checkpoints = Checkpointer(str(tmp_path / "c"))
+  checkpoints.save(1, _state(1.0), {"position": [1, 0]})
+  with pytest.raises(KeyboardInterrupt):
+    with interrupts_deferred():
+      os.kill(os.getpid(), signal.SIGINT)  # lands while the block runs: held back
+      checkpoints.save(2, _state(2.0), {"position": [2, 0]})
+      checkpoints.close()
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+  restored, record = Checkpointer(str(tmp_path / "c")).restore(_state(0.0))
+  assert record["position"] == [2, 0] and float(restored.params["w"][0, 0]) == 2.0

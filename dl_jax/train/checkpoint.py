@@ -9,9 +9,12 @@ anyway is reported at the next save or when the run ends. (Orbax's background th
 their own traces of such a failure first: only refusing the save up front keeps stderr to a line.)
 """
 
+import contextlib
 import os
 import resource
 import shutil
+import signal
+import threading
 
 import jax
 import orbax.checkpoint as ocp
@@ -28,6 +31,27 @@ class CheckpointError(UserError, RuntimeError):
   """No checkpoint could be restored, or one could not be saved."""
 
 
+@contextlib.contextmanager
+def interrupts_deferred():
+  """Ctrl-C inside the block takes effect when the block ends: a checkpoint being written or
+  waited for is finished first (orbax would log the interrupted wait with a traceback, and the save
+  be cut short). Outside the main thread, where no signal arrives, it changes nothing."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  received = []
+  previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  if received:  # handled as the handler in place before the block would have
+    if callable(previous):
+      previous(signal.SIGINT, None)
+    elif previous == signal.SIG_DFL:
+      os.kill(os.getpid(), signal.SIGINT)
+
+
 class Checkpointer:
   """Saves `(state, record)` under `directory/<step>`; a crashed save never hides a finished one."""
 
@@ -42,15 +66,17 @@ class Checkpointer:
 
   def save(self, step: int, state: TrainState, record: dict) -> None:
     """Starts saving in the background; first reports a previous save that failed."""
-    self._check_previous_save()
-    self._check_room(step, sum(getattr(leaf, "nbytes", 8) for leaf in jax.tree_util.tree_leaves(state)))
-    record = {**record, _DIGEST: tree_digest(state)}
-    try:
-      self.manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
-    except OSError as e:
-      raise self._save_failed(step, e) from None
-    self._saving = step
+    with interrupts_deferred():
+      self._check_previous_save()
+      self._check_room(step, sum(getattr(leaf, "nbytes", 8)
+                                 for leaf in jax.tree_util.tree_leaves(state)))
+      record = {**record, _DIGEST: tree_digest(state)}
+      try:
+        self.manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
+      except OSError as e:
+        raise self._save_failed(step, e) from None
+      self._saving = step
 
   def restore(self, like: TrainState, step: int | None = None) -> tuple[TrainState, dict] | None:
     """The checkpoint at `step` (default: the newest intact one), shaped like `like`; None if
@@ -75,10 +101,11 @@ class Checkpointer:
 
   def close(self) -> None:
     """Waits for saves in flight (reporting one that failed), then releases the manager."""
-    try:
-      self._check_previous_save()
-    finally:
-      self.manager.close()
+    with interrupts_deferred():
+      try:
+        self._check_previous_save()
+      finally:
+        self.manager.close()
 
   def _restore_verified(self, like: TrainState, step: int):
     """(None, (state, record)) for an intact checkpoint, else (what is wrong, None)."""
