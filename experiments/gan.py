@@ -148,8 +148,8 @@ def run(config: GANConfig, workdir: str) -> dict:
   parts = make_parts(config, dataset)
   trained = [train_and_judge(config, parts, dataset, judge, reference, seed, workdir)
              for seed in config.seeds]
-  runs = [run for run, _ in trained]
-  final_samples = {f"seed {run['seed']}": samples for run, samples in trained}
+  runs = [figures for figures, _ in trained]
+  final_samples = {f"seed {figures['seed']}": samples for figures, samples in trained}
   results = {"config": dataclasses.asdict(config), "dataset": dataset.metadata,
              "classifier": judge.figures, "reference": reference.figures, "runs": runs,
              "summary": summarize(config, runs),
