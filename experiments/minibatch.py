@@ -46,9 +46,10 @@ from dl_jax.lab.records import Record, Recorder
 from dl_jax.models import MLP
 from dl_jax.plots import save_figure, subplots
 from dl_jax.settings import at_least, each, one_of, positive_finite, setting
-from dl_jax.train import classification_loss, classification_metrics
-from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
-                                make_seeds_train_step, unstack_state)
+from dl_jax.train import (FitConfig, classification_loss, classification_metrics, fit,
+                          make_eval_step, make_train_step)
+from dl_jax.train.fit import scanned, steps_per_call
+from dl_jax.train.seeds import make_seeds_init, stacked_train_step, unstack_state
 from dl_jax.train.writers import write_config
 from dl_jax.stats import mean_std, percent
 
@@ -146,7 +147,9 @@ def sweep(config: MinibatchConfig, dataset_name: str, workdir: str) -> dict:
   dataset = load_dataset(dataset_name, config.val_fraction, val_seed=0)
   model = MLP(widths=config.widths, num_outputs=dataset.num_classes)
   n = len(dataset.train)
-  runs = {str(b or n): train_batch_size(config, dataset, model, b or n) for b in config.batch_sizes}
+  runs = {str(b or n): train_batch_size(config, dataset, model, b or n,
+                                        os.path.join(workdir, "fits", dataset_name, f"batch_{b or n}"))
+          for b in config.batch_sizes}
   budget = min(r["train_seconds"][-1] for r in runs.values())
   for r in runs.values():
     within = [i for i, s in enumerate(r["train_seconds"]) if s <= budget]
@@ -156,48 +159,42 @@ def sweep(config: MinibatchConfig, dataset_name: str, workdir: str) -> dict:
   return {"num_train": n, "budget_seconds": budget, "runs": runs}
 
 
-def train_batch_size(config: MinibatchConfig, dataset, model, batch_size: int) -> dict:
-  """All seeds at one batch size for `epochs` epochs, evaluated after every epoch."""
+def train_batch_size(config: MinibatchConfig, dataset, model, batch_size: int,
+                     workdir: str) -> dict:
+  """All seeds at one batch size for `epochs` epochs, evaluated after every epoch: one `fit` of
+  the stacked seeds (a rerun resumes from its checkpoint in `workdir`)."""
   steps_per_epoch = len(dataset.train) // batch_size
-  steps_per_call = _largest_divisor_at_most(steps_per_epoch, 100)
-  tx = optax.adam(config.learning_rate)
-  example = dataset.train.gather([0])["x"]
+  steps = config.epochs * steps_per_epoch
   loss_fn = classification_loss(model)
-  train_step = make_seeds_train_step(loss_fn, steps_per_call=steps_per_call, resident_data=True)
-  states = make_seeds_init(model, tx, example)(config.seeds)
+  states = make_seeds_init(model, optax.adam(config.learning_rate),
+                           dataset.train.gather([0])["x"])(config.seeds)
   # at the initial parameters, the same for every batch size, so the noise figures compare
   noise = _noise(loss_fn, unstack_state(states, 0).params, dataset, batch_size,
                  config.noise_batches)
-  states, curves, _ = fit_seeds(
-      states, train_step, make_seeds_eval_step(classification_metrics(model)), dataset,
-      config.seeds, config.epochs * steps_per_epoch, batch_size, steps_per_epoch,
-      steps_per_call=steps_per_call, resident_data=True)
-  seconds = curves["train_seconds"]
-  return {"batch_size": batch_size, "steps": config.epochs * steps_per_epoch,
+  fit_config = FitConfig(num_steps=steps, batch_size=batch_size, eval_every=steps_per_epoch,
+                         log_every=steps_per_epoch, checkpoint_every=steps, test_curve=True)
+  train_step = make_train_step(loss_fn)
+  memory = _step_memory(train_step, states, fit_config, dataset)
+  _, results = fit(states, train_step, make_eval_step(classification_metrics(model)), dataset,
+                   fit_config, workdir, seeds=list(config.seeds))
+  seconds = results["curves"]["train_seconds"]
+  return {"batch_size": batch_size, "steps": steps,
           "epochs": list(range(1, config.epochs + 1)), "train_seconds": seconds,
-          "test_accuracy": curves["test"]["accuracy"],
-          "final": {split: mean_std(curves[split]["accuracy"][-1])
-                    for split in dataset.splits()},
-          "gap": mean_std(np.subtract(curves["train"]["accuracy"][-1],
-                                       curves["test"]["accuracy"][-1])),
-          "seconds_per_step": (seconds[-1] - seconds[0]) / max(
-              (config.epochs - 1) * steps_per_epoch, 1),
-          "step_memory_bytes": _step_memory(train_step, states, batch_size, steps_per_call,
-                                            dataset),
-          "gradient_noise": noise}
+          "test_accuracy": results["curves"]["test"]["accuracy"],
+          "final": {split: mean_std(results[split]["accuracy"]) for split in dataset.splits()},
+          "gap": mean_std(results["gap"]["train_test_accuracy"]),
+          "seconds_per_step": (seconds[-1] - seconds[0]) / max(steps - steps_per_epoch, 1),
+          "step_memory_bytes": memory, "gradient_noise": noise}
 
 
-def _largest_divisor_at_most(n: int, limit: int) -> int:
-  return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
-
-
-def _step_memory(train_step, states, batch_size: int, steps_per_call: int, dataset) -> int:
-  """Bytes XLA assigns to one compiled call (arguments, outputs and temporaries)."""
-  shape = (steps_per_call,) if steps_per_call > 1 else ()
-  positions = jax.ShapeDtypeStruct((*shape, len(states.step), batch_size), np.int32)
-  data = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
-                                dataset.train.gather(np.arange(len(dataset.train))))
-  stats = train_step.lower(states, positions, data).compile().memory_analysis()
+def _step_memory(train_step, states, fit_config: FitConfig, dataset) -> int:
+  """Bytes XLA assigns to one of fit's compiled calls (arguments, outputs and temporaries)."""
+  seeds = len(states.step)
+  steps = steps_per_call(fit_config, dataset, models=seeds)
+  batches = {k: jax.ShapeDtypeStruct((steps, seeds, fit_config.batch_size, *v.shape[1:]), v.dtype)
+             for k, v in dataset.train.gather(np.arange(1)).items()}
+  call = scanned(stacked_train_step(train_step))
+  stats = call.lower(states, batches).compile().memory_analysis()
   return int(stats.argument_size_in_bytes + stats.output_size_in_bytes
              + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
 

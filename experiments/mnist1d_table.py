@@ -30,10 +30,9 @@ from dl_jax.lab.records import Record, Recorder
 from dl_jax.models import MODELS, make_model
 from dl_jax.plots import plot_mean_std_curves
 from dl_jax.settings import at_least, each, one_of, setting
-from dl_jax.train import classification_loss, classification_metrics, count_params
-from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
-                                make_seeds_train_step, map_seed_groups, split_seeds,
-                                unstack_state)
+from dl_jax.train import (FitConfig, classification_loss, classification_metrics, fit,
+                          make_eval_step, make_train_step)
+from dl_jax.train.seeds import make_seeds_init, map_seed_groups, split_seeds
 from dl_jax.train.writers import write_config
 from dl_jax.stats import mean_std, percent
 
@@ -68,10 +67,8 @@ class TableConfig:
                            choices=("vmap", "sequential"))
   seed_groups: int = setting(2, "vmap mode: vmapped groups of seeds trained at once, one thread "
                              "each (at most num_seeds).", check=at_least(1))
-  steps_per_call: int = setting(50, "Training steps per jitted call (a lax.scan); must divide "
-                                "eval_every.")
-  resident_data: bool = setting(True, "Keep the training examples on the device and pick batches "
-                                "by index.")
+  steps_per_call: int = setting(50, "Most training steps per jitted call (a lax.scan); fit uses "
+                                "the largest that divides eval_every.", check=at_least(1))
 
 
 def smoke_config() -> TableConfig:
@@ -105,36 +102,40 @@ def make_programs(name: str, dataset, config: TableConfig) -> Programs:
   example = dataset.train.gather([0])["x"]  # shapes only: the initialization ignores its values
   return Programs(
       init=make_seeds_init(model, make_optimizer(name, config), example),
-      train_step=make_seeds_train_step(classification_loss(model),
-                                       steps_per_call=config.steps_per_call,
-                                       resident_data=config.resident_data),
-      eval_step=make_seeds_eval_step(classification_metrics(model)))
+      train_step=make_train_step(classification_loss(model)),
+      eval_step=make_eval_step(classification_metrics(model)))
 
 
-def train_model(programs: Programs, dataset, config: TableConfig) -> dict:
+def train_model(programs: Programs, dataset, config: TableConfig, workdir: str) -> dict:
   """All seeds of one model on one dataset; returns its figures, curves and timings (the wall
   time includes compilation when `programs` have not run before). In vmap mode the seed groups
-  train at the same time, one thread each; in sequential mode one seed after another."""
+  train at the same time, one thread each; in sequential mode one seed after another. Each group
+  is one `fit` of stacked seeds into its own folder of `workdir` (a rerun resumes)."""
   seeds = list(range(config.num_seeds))
   sequential = config.seed_mode == "sequential"
   groups = [[s] for s in seeds] if sequential else split_seeds(seeds, config.seed_groups)
   start = time.perf_counter()
-  trained = map_seed_groups(lambda group: _train_group(programs, dataset, config, group), groups,
-                            workers=1 if sequential else len(groups))
+  trained = map_seed_groups(
+      lambda group: _train_group(programs, dataset, config, group,
+                                 os.path.join(workdir, f"seeds_{group[0]}-{group[-1]}")),
+      groups, workers=1 if sequential else len(groups))
   seconds = time.perf_counter() - start
   return {"num_params": trained[0][0], **_merge_seed_groups([curves for _, curves in trained]),
           "wall_seconds": seconds, "seconds_per_seed": seconds / len(seeds),
           "seconds_per_1000_steps_per_seed": seconds / len(seeds) / config.steps * 1000}
 
 
-def _train_group(programs: Programs, dataset, config: TableConfig, group: list[int]):
+def _train_group(programs: Programs, dataset, config: TableConfig, group: list[int],
+                 workdir: str):
   """(parameter count, curves) of one vmapped group of seeds."""
-  states = programs.init(group)
-  states, curves, _ = fit_seeds(states, programs.train_step, programs.eval_step, dataset, group,
-                                config.steps, config.batch_size, config.eval_every,
-                                steps_per_call=config.steps_per_call,
-                                resident_data=config.resident_data)
-  return count_params(unstack_state(states, 0).params), curves
+  fit_config = FitConfig(num_steps=config.steps, batch_size=config.batch_size,
+                         eval_every=config.eval_every, log_every=config.eval_every,
+                         checkpoint_every=config.steps, max_steps_per_call=config.steps_per_call,
+                         train_eval_examples=len(dataset.train), test_curve=True)
+  _, results = fit(programs.init(group), programs.train_step, programs.eval_step, dataset,
+                   fit_config, workdir, seeds=group)
+  curves = {"train" if k == "train_eval" else k: v for k, v in results["curves"].items()}
+  return results["num_params"], curves
 
 
 def _merge_seed_groups(groups: list[dict]) -> dict:
@@ -170,7 +171,8 @@ def run(config: TableConfig, workdir: str) -> dict:
       runs[name] = {"includes_compilation": name not in programs}
       if name not in programs:
         programs[name] = make_programs(name, dataset, config)
-      runs[name].update(train_model(programs[name], dataset, config))
+      runs[name].update(train_model(programs[name], dataset, config,
+                                    os.path.join(workdir, "fits", dataset_name, name)))
     results["runs"][dataset_name] = runs
     plot_mean_std_curves(
         {name: (r["steps"], r["curves"]["test"]["accuracy"]) for name, r in runs.items()},

@@ -42,9 +42,9 @@ from dl_jax.models.dropout import check_rate
 from dl_jax.models.mlp import MLP
 from dl_jax.plots import plot_mean_std_curves
 from dl_jax.settings import at_least, setting
-from dl_jax.train import classification_loss, classification_metrics
-from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_init,
-                                make_seeds_train_step)
+from dl_jax.train import (FitConfig, classification_loss, classification_metrics, fit,
+                          make_eval_step, make_train_step)
+from dl_jax.train.seeds import make_seeds_init
 from dl_jax.train.writers import write_config
 from dl_jax.stats import mean_std, percent
 
@@ -74,8 +74,8 @@ class RegularizationConfig:
   batch_size: int = setting(64, "Training examples per step.")
   steps: int = setting(1000, "Training steps per strategy and task.")
   eval_every: int = setting(100, "Steps between evaluations (the learning curves' points).")
-  steps_per_call: int = setting(50, "Training steps per jitted call (a lax.scan); must divide "
-                                "eval_every.")
+  steps_per_call: int = setting(50, "Most training steps per jitted call (a lax.scan); fit "
+                                "uses the largest that divides eval_every.", check=at_least(1))
   val_fraction: float = setting(0.1, "Share of each dataset's train held out (stratified) for "
                                 "validation before the task's subset is taken; 0: none.")
   num_seeds: int = setting(5, "Seeds per strategy (seeds 0 .. N-1), trained together; at least 2 "
@@ -184,24 +184,27 @@ def task_dataset(text: str, val_fraction: float) -> Dataset:
 
 # ---- training ----------------------------------------------------------------------------------
 
-def train_strategy(strategy: Strategy, dataset: Dataset, config: RegularizationConfig) -> dict:
-  """Every seed of one strategy on one task, stacked under vmap; its curves and final figures."""
+def train_strategy(strategy: Strategy, dataset: Dataset, config: RegularizationConfig,
+                   workdir: str) -> dict:
+  """Every seed of one strategy on one task: one `fit` of the stacked seeds (a rerun resumes from
+  its checkpoint in `workdir`); its curves and final figures."""
   model = make_model(strategy, config.widths, dataset.num_classes)
   seeds = list(range(config.num_seeds))
   init = make_seeds_init(model, make_tx(strategy, config), dataset.train.gather([0])["x"])
-  train_step = make_seeds_train_step(classification_loss(model, strategy.l2_weight), STREAMS,
-                                     config.steps_per_call)
-  eval_step = make_seeds_eval_step(classification_metrics(model))
+  fit_config = FitConfig(num_steps=config.steps, batch_size=config.batch_size,
+                         eval_every=config.eval_every, log_every=config.eval_every,
+                         checkpoint_every=config.steps, max_steps_per_call=config.steps_per_call,
+                         train_eval_examples=len(dataset.train), test_curve=True)
   start = time.perf_counter()
-  states, curves, _ = fit_seeds(init(seeds), train_step, eval_step, dataset, seeds, config.steps,
-                                config.batch_size, config.eval_every,
-                                steps_per_call=config.steps_per_call)
-  accuracy = {split: np.asarray(curves[split]["accuracy"], dtype=float)  # [evaluation, seed]
-              for split in dataset.splits()}
+  states, results = fit(init(seeds), make_train_step(
+      classification_loss(model, strategy.l2_weight), STREAMS),
+      make_eval_step(classification_metrics(model)), dataset, fit_config, workdir, seeds=seeds)
+  curves = {"train" if split == "train_eval" else split: values["accuracy"]  # [evaluation][seed]
+            for split, values in results["curves"].items() if isinstance(values, dict)}
+  final = {split: results[split]["accuracy"] for split in dataset.splits()}
   return {"strategy": strategy.name, "seconds": time.perf_counter() - start,
-          "steps": curves["step"], "accuracy_curves": {k: v.tolist() for k, v in accuracy.items()},
-          "final": {**{split: v[-1].tolist() for split, v in accuracy.items()},
-                    **_gaps({split: v[-1] for split, v in accuracy.items()})},
+          "steps": results["curves"]["step"], "accuracy_curves": curves,
+          "final": {**final, **_gaps({k: np.asarray(v) for k, v in final.items()})},
           "max_unit_norm": {path: np.asarray(value).tolist()  # per seed
                             for path, value in jax.vmap(max_unit_norms)(states.params).items()}}
 
@@ -299,7 +302,8 @@ def run(config: RegularizationConfig, workdir: str) -> dict:
     dataset = task_dataset(task, config.val_fraction)
     runs = {}
     for strategy in strategies:
-      runs[strategy.name] = train_strategy(strategy, dataset, config)
+      runs[strategy.name] = train_strategy(
+          strategy, dataset, config, os.path.join(workdir, "fits", task, strategy.name))
       _report_progress(task, runs[strategy.name])
     summary = summarize(runs)
     results["tasks"][task] = {"dataset": dataset.metadata, "runs": runs, "summary": summary,

@@ -44,11 +44,10 @@ from dl_jax.sparse_inference import (dense_forward, examples_per_second, mlp_lay
                                      sparse_forward, to_csr)
 from dl_jax.sparsity import weight_sparsity
 from dl_jax.structured_pruning import mlp_flops, narrow_mlp, top_units, unit_scores
-from dl_jax.train import (classification_loss, classification_metrics, count_params,
-                          create_train_state, evaluate)
+from dl_jax.train import (FitConfig, classification_loss, classification_metrics, count_params,
+                          create_train_state, evaluate, fit, make_eval_step, make_train_step)
 from dl_jax.train.classification import apply_model
-from dl_jax.train.seeds import (fit_seeds, make_seeds_eval_step, make_seeds_train_step,
-                                stack_states, unstack_state)
+from dl_jax.train.seeds import stack_states, stacked_eval_step, unstack_state
 from dl_jax.train.writers import write_config
 from experiments.reports.sparsity import (_mean_std, markdown_report, plot_accuracy_vs_sparsity,
                                           summary)
@@ -155,7 +154,7 @@ def run(config: SparsityConfig, workdir: str) -> dict:
   dataset = load_dataset(config.dataset, config.val_fraction, val_seed=0)
   runs = {}
   for setting in config.settings:
-    runs[setting] = run_setting(config, dataset, setting)
+    runs[setting] = run_setting(config, dataset, setting, os.path.join(workdir, "fits", setting))
     _report_progress(setting, runs[setting])
   results = {"config": dataclasses.asdict(config), "dataset": dataset.metadata,
              "device": str(jax.devices()[0]), "wall_seconds": time.perf_counter() - start,
@@ -193,22 +192,26 @@ def records(results: dict, variant: str) -> Iterator[Record]:
 # ---- one setting -------------------------------------------------------------------------------
 
 class _Trainer:
-  """Everything one model shape needs: its loss, jitted steps, and train/evaluate helpers."""
+  """Everything one model shape needs: its loss, jitted steps, and train/evaluate helpers. Every
+  training is one `fit` of the stacked seeds into its own folder of `workdir` (a rerun resumes)."""
 
-  def __init__(self, config: SparsityConfig, dataset: Dataset, model: MLP, penalty):
-    self.config, self.dataset, self.model = config, dataset, model
-    self.train_step = make_seeds_train_step(classification_loss(model, penalty_fn=penalty))
-    self.eval_step = make_seeds_eval_step(classification_metrics(model, zero_activations=True))
+  def __init__(self, config: SparsityConfig, dataset: Dataset, model: MLP, penalty, workdir: str):
+    self.config, self.dataset, self.model, self.workdir = config, dataset, model, workdir
+    self.train_step = make_train_step(classification_loss(model, penalty_fn=penalty))
+    self.eval_step = make_eval_step(classification_metrics(model, zero_activations=True))
 
-  def train(self, states, steps: int):
-    states, _, _ = fit_seeds(states, self.train_step, self.eval_step, self.dataset,
-                                   list(self.config.seeds), steps, self.config.batch_size,
-                                   eval_every=steps, eval_batch_size=self.config.eval_batch_size)
+  def train(self, states, steps: int, name: str):
+    fit_config = FitConfig(num_steps=steps, batch_size=self.config.batch_size, eval_every=steps,
+                           log_every=steps, checkpoint_every=steps,
+                           eval_batch_size=self.config.eval_batch_size)
+    states, _ = fit(states, self.train_step, self.eval_step, self.dataset, fit_config,
+                    os.path.join(self.workdir, name), seeds=list(self.config.seeds))
     return states
 
   def figures(self, states) -> dict:
     """{split: {metric: per-seed list}} and the train-val / train-test accuracy gaps."""
-    figures = {name: evaluate(self.eval_step, states, split, self.config.eval_batch_size)
+    eval_step = stacked_eval_step(self.eval_step)  # the program fit compiled
+    figures = {name: evaluate(eval_step, states, split, self.config.eval_batch_size)
                for name, split in self.dataset.splits().items()}
     train = np.asarray(figures["train"]["accuracy"])
     figures["gap"] = {f"train_{s}": (train - np.asarray(figures[s]["accuracy"])).tolist()
@@ -216,15 +219,16 @@ class _Trainer:
     return figures
 
 
-def run_setting(config: SparsityConfig, dataset: Dataset, setting: str) -> dict:
-  """Train all seeds, then magnitude pruning, deployment costs and structured pruning."""
+def run_setting(config: SparsityConfig, dataset: Dataset, setting: str, workdir: str) -> dict:
+  """Train all seeds, then magnitude pruning, deployment costs and structured pruning; the
+  trainings' checkpoints go into `workdir`."""
   start = time.perf_counter()
   penalty = penalties(config, setting)
   model = MLP(widths=config.widths, num_outputs=dataset.num_classes)
-  trainer = _Trainer(config, dataset, model, penalty)
+  trainer = _Trainer(config, dataset, model, penalty, workdir)
   example, tx = dataset.train.gather([0])["x"], optax.adam(config.learning_rate)
   states = stack_states([create_train_state(model, tx, example, seed) for seed in config.seeds])
-  trained = trainer.train(states, config.steps)
+  trained = trainer.train(states, config.steps, "dense")
   record = {"trained": {**trainer.figures(trained), "weights": _sparsity(trained.params)}}
   record["oneshot"] = {str(s): _oneshot_test(trainer, trained, s, config.prune_scope)
                        for s in config.oneshot_sparsities}
@@ -257,7 +261,8 @@ def _iterative(config: SparsityConfig, trainer: _Trainer, trained):
 
   def fine_tune(pruned):
     just_pruned.append(trainer.figures(pruned)["test"])  # before the donating steps consume it
-    return trainer.train(pruned, config.fine_tune_steps)
+    return trainer.train(pruned, config.fine_tune_steps,
+                         f"pruned_{config.prune_sparsities[len(just_pruned) - 1]:g}")
 
   rounds, deployed = [], None
   for sparsity, tuned in iterative_pruning(trained, config.prune_sparsities, masked_tx, fine_tune,
@@ -315,12 +320,12 @@ def structured(config: SparsityConfig, dataset: Dataset, trainer: _Trainer, trai
     narrow_model, narrow = narrow_mlp(trainer.model, params,
                                       top_units(scores, config.structured_widths))
     narrow_params.append(narrow)
-  narrow_trainer = _Trainer(config, dataset, narrow_model, penalty)
+  narrow_trainer = _Trainer(config, dataset, narrow_model, penalty, trainer.workdir)
   states = restart_from(trained, stack_states(narrow_params),
                         optax.adam(config.structured_learning_rate), stacked=True)
   states = states.replace(apply_fn=narrow_model.apply)
   cut = narrow_trainer.figures(states)["test"]
-  tuned = narrow_trainer.train(states, config.structured_steps)
+  tuned = narrow_trainer.train(states, config.structured_steps, "narrow")
   input_dim = int(np.prod(dataset.input_shape))
   x_test = dataset.test.materialize()["x"]
   original, small = unstack_state(trained, 0).params, unstack_state(tuned, 0).params

@@ -1,6 +1,7 @@
 """Checkpoints carry a digest of their state: damage is caught on restore, and the run falls back."""
 
 import collections
+import concurrent.futures
 import dataclasses
 import os
 import shutil
@@ -87,3 +88,24 @@ def test_ctrl_c_during_a_save_interrupts_once_the_checkpoint_is_written(tmp_path
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
   restored, record = Checkpointer(str(tmp_path / "c")).restore(_state(0.0))
   assert record["position"] == [2, 0] and float(restored.params["w"][0, 0]) == 2.0
+
+
+def test_saves_from_threads_at_once_can_all_be_restored(tmp_path):
+  # without the lock on saves off the main thread, orbax's background saves collided here
+  def save_and_restore(name):
+    checkpoints = Checkpointer(str(tmp_path / name))
+    for step in range(1, 4):
+      checkpoints.save(step, _state(float(step)), {"position": [step, 0]})
+    checkpoints.close()
+    return Checkpointer(str(tmp_path / name)).restore(_state(0.0))
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+    restored = list(pool.map(save_and_restore, ["a", "b", "c"]))
+  for state, record in restored:
+    assert record == {"position": [3, 0]} and float(state.params["w"][0, 0]) == 3.0
+
+
+def test_a_checkpoint_path_orbax_could_not_read_back_is_refused_before_saving(tmp_path):
+  with pytest.raises(CheckpointError, match=r"without brackets"):
+    Checkpointer(str(tmp_path / "seeds[0, 1]" / "checkpoints"))
+  assert not (tmp_path / "seeds[0, 1]").exists()

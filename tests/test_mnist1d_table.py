@@ -10,6 +10,8 @@ import optax
 
 from dl_jax.data import load_dataset
 from dl_jax.environment import cpu_model
+from dl_jax.train.fit import scanned
+from dl_jax.train.seeds import stacked_eval_step, stacked_train_step
 from experiments import mnist1d_table
 
 
@@ -47,12 +49,15 @@ def test_two_seed_groups_give_the_same_table_as_one(tmp_path):
                              runs[1]["curves"]["test"]["accuracy"], atol=2e-3)
 
 
-def test_shuffled_data_reuses_the_compiled_programs():
+def test_shuffled_data_reuses_the_compiled_programs(tmp_path):
   config = dataclasses.replace(mnist1d_table.smoke_config(), models=("linear",))
   datasets = [load_dataset(name, 0.0, val_seed=0) for name in ("mnist1d", "mnist1d_shuffled")]
   programs = mnist1d_table.make_programs("linear", datasets[0], config)
-  runs = [mnist1d_table.train_model(programs, dataset, config) for dataset in datasets]
-  assert programs.train_step._cache_size() == 1 and programs.eval_step._cache_size() == 1
+  runs = [mnist1d_table.train_model(programs, dataset, config, str(tmp_path / dataset.name))
+          for dataset in datasets]
+  # fit's programs for stacked seeds: one multi-step call, one evaluation, for both datasets
+  assert scanned(stacked_train_step(programs.train_step))._cache_size() == 1
+  assert stacked_eval_step(programs.eval_step)._cache_size() == 1
   assert runs[0]["final"]["test"]["accuracy"] != runs[1]["final"]["test"]["accuracy"]
 
 

@@ -1,3 +1,5 @@
+import threading
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -6,12 +8,11 @@ import optax
 import pytest
 
 from dl_jax.models import MLP
-from dl_jax.train import NonFiniteError
-from dl_jax.train import (classification_loss, classification_metrics, create_train_state,
-                          evaluate, make_eval_step, make_train_step)
-from dl_jax.train.seeds import (SeedBatches, create_seed_states, fit_seeds,
-                                make_seeds_eval_step, make_seeds_train_step, map_seed_groups,
-                                split_seeds, unstack_state, with_hyperparameter)
+from dl_jax.train import (FitConfig, NonFiniteError, classification_loss, classification_metrics,
+                          create_train_state, fit, make_eval_step, make_train_step)
+from dl_jax.train.fit import SeedsError
+from dl_jax.train.seeds import (SeedBatches, create_seed_states, make_seeds_train_step,
+                                map_seed_groups, split_seeds, unstack_state, with_hyperparameter)
 from dl_jax.train.state import init_train_state
 from dl_jax.data import BatchIterator
 
@@ -39,59 +40,78 @@ def test_vmapped_seeds_match_separate_runs(blob_dataset):
   assert not np.allclose(first["Dense_0"]["kernel"], second["Dense_0"]["kernel"])
 
 
-def test_fit_seeds_reports_per_seed_curves(blob_dataset):
-  model = MLP(widths=(16,), num_outputs=3)
-  seeds = [0, 1]
-  states = create_seed_states(model, optax.adam(1e-2), blob_dataset.train.gather([0])["x"], seeds)
-  eval_step = make_seeds_eval_step(classification_metrics(model))
-  states, curves, seconds = fit_seeds(states, make_seeds_train_step(classification_loss(model)),
-                                      eval_step, blob_dataset, seeds, num_steps=30, batch_size=16,
-                                      eval_every=10)
-  assert curves["step"] == [10, 20, 30] and seconds > 0
-  assert 0 < curves["train_seconds"][0] < curves["train_seconds"][-1] < seconds
-  assert np.array(curves["test"]["accuracy"]).shape == (3, 2)
-  single = make_eval_step(classification_metrics(model))
-  alone = evaluate(single, unstack_state(states, 1), blob_dataset.test, 1000)
-  assert curves["test"]["accuracy"][-1][1] == alone["accuracy"]
-
-
-def test_scanned_steps_and_device_resident_data_match_one_step_per_call(blob_dataset):
-  model = MLP(widths=(16,), num_outputs=3, dropout_rate=0.2)
-  example = blob_dataset.train.gather([0])["x"]
-  results = {}
-  for steps_per_call, resident in [(1, False), (5, False), (1, True), (5, True)]:
-    states = create_seed_states(model, optax.adam(1e-2), example, [0, 1])
-    step = make_seeds_train_step(classification_loss(model), steps_per_call=steps_per_call,
-                                 resident_data=resident)
-    eval_step = make_seeds_eval_step(classification_metrics(model))
-    states, curves, _ = fit_seeds(states, step, eval_step, blob_dataset, [0, 1], num_steps=20,
-                                  batch_size=16, eval_every=10, steps_per_call=steps_per_call,
-                                  resident_data=resident)
-    results[steps_per_call, resident] = states.params
-  chex.assert_trees_all_close(*results.values(), rtol=1e-5, atol=1e-6)
-  # gathering on the device gives the very batches the host would have sent
-  chex.assert_trees_all_equal(results[1, False], results[1, True])
-
-
-def test_seed_batches_positions_index_the_batches(blob_dataset):
-  full = SeedBatches(blob_dataset.train, 8, [0, 3], steps=4)
-  positions = SeedBatches(blob_dataset.train, 8, [0, 3], steps=4, positions_only=True)
+def test_seed_batches_stack_each_seeds_own_batches(blob_dataset):
+  stacked = SeedBatches(blob_dataset.train, 8, [0, 3])
+  alone = [BatchIterator(blob_dataset.train, 8, seed) for seed in (0, 3)]
   for _ in range(3):
-    batch, rows = next(full), next(positions)
-    assert rows.shape == (4, 2, 8) and rows.dtype == np.int32
-    np.testing.assert_array_equal(batch["x"], blob_dataset.train.materialize()["x"][rows])
+    batch = next(stacked)
+    assert batch["x"].shape == (2, 8, *blob_dataset.input_shape)
+    for index, iterator in enumerate(alone):
+      np.testing.assert_array_equal(batch["x"][index], next(iterator)["x"])
 
 
-def test_fit_seeds_stops_on_a_non_finite_loss_and_names_the_seed(blob_dataset):
+def _fit_seeds(directory, dataset, seeds, num_steps=30, dropout_rate=0.0, tx=None, **options):
+  model = MLP(widths=(16,), num_outputs=3, dropout_rate=dropout_rate)
+  states = create_seed_states(model, tx or optax.adam(1e-2), dataset.train.gather([0])["x"], seeds)
+  config = FitConfig(num_steps=num_steps, batch_size=16, **{
+      "eval_every": 10, "log_every": 10, "checkpoint_every": 10, **options})
+  return fit(states, make_train_step(classification_loss(model)),
+             make_eval_step(classification_metrics(model)), dataset, config, str(directory),
+             seeds=seeds)
+
+
+def test_fit_with_stacked_seeds_matches_each_seed_trained_alone(blob_dataset, tmp_path):
+  seeds = [0, 3]
+  states, results = _fit_seeds(tmp_path / "stacked", blob_dataset, seeds, dropout_rate=0.2,
+                               test_curve=True)
+  assert results["seeds"] == seeds and results["step"] == 30
+  assert np.shape(results["test"]["accuracy"]) == (2,)
+  curves = results["curves"]
+  assert curves["step"] == [10, 20, 30] and np.shape(curves["test"]["accuracy"]) == (3, 2)
+  assert 0 < curves["train_seconds"][0] < curves["train_seconds"][-1]
+  model = MLP(widths=(16,), num_outputs=3, dropout_rate=0.2)
+  for index, seed in enumerate(seeds):  # fit alone, with the seed's batch order
+    alone, figures = fit(create_train_state(model, optax.adam(1e-2),
+                                            blob_dataset.train.gather([0])["x"], seed),
+                         make_train_step(classification_loss(model)),
+                         make_eval_step(classification_metrics(model)), blob_dataset,
+                         FitConfig(num_steps=30, batch_size=16, seed=seed, eval_every=10,
+                                   log_every=10, checkpoint_every=10),
+                         str(tmp_path / f"alone{seed}"))
+    chex.assert_trees_all_close(unstack_state(states, index).params, alone.params, rtol=2e-5,
+                                atol=2e-6)
+    assert results["test"]["accuracy"][index] == pytest.approx(figures["test"]["accuracy"],
+                                                               abs=1e-6)
+    assert results["gap"]["train_test_accuracy"][index] == pytest.approx(
+        figures["gap"]["train_test_accuracy"], abs=1e-6)
+  assert results["num_params"] == figures["num_params"]
+
+
+def test_fit_with_stacked_seeds_resumes_to_the_uninterrupted_result(blob_dataset, tmp_path):
+  whole, _ = _fit_seeds(tmp_path / "whole", blob_dataset, [0, 1], num_steps=40)
+  _fit_seeds(tmp_path / "cut", blob_dataset, [0, 1], num_steps=20)
+  resumed, results = _fit_seeds(tmp_path / "cut", blob_dataset, [0, 1], num_steps=40)
+  assert results["resumed_from_step"] == 20
+  chex.assert_trees_all_equal(resumed.params, whole.params)  # per-seed batch positions restored
+  assert results["curves"]["step"] == [10, 20, 30, 40]
+
+
+def test_fit_with_stacked_seeds_stops_on_a_non_finite_loss_and_names_the_seed(blob_dataset,
+                                                                               tmp_path):
+  tx = optax.sgd(optax.piecewise_constant_schedule(0.01, {5: 1e32}))
+  with pytest.raises(NonFiniteError, match=r"at step 6 for seeds \[0, 1\]"):
+    _fit_seeds(tmp_path, blob_dataset, [0, 1], num_steps=20, tx=tx)
+
+
+def test_fit_refuses_stacked_seeds_it_cannot_train(blob_dataset, tmp_path):
+  with pytest.raises(SeedsError, match="patience"):
+    _fit_seeds(tmp_path / "a", blob_dataset, [0, 1], patience=2)
   model = MLP(widths=(16,), num_outputs=3)
-  seeds = [0, 1]
-  example = blob_dataset.train.gather([0])["x"]
-  states = create_seed_states(model, optax.sgd(optax.piecewise_constant_schedule(0.01, {5: 1e32})),
-                              example, seeds)
-  with pytest.raises(NonFiniteError, match=r"by step 10 for seeds \[0, 1\]"):
-    fit_seeds(states, make_seeds_train_step(classification_loss(model)),
-              make_seeds_eval_step(classification_metrics(model)), blob_dataset, seeds,
-              num_steps=20, batch_size=16, eval_every=10)
+  single = create_train_state(model, optax.adam(1e-2), blob_dataset.train.gather([0])["x"], 0)
+  with pytest.raises(SeedsError, match="2 seeds but a state of step shape"):
+    fit(single, make_train_step(classification_loss(model)),
+        make_eval_step(classification_metrics(model)), blob_dataset,
+        FitConfig(num_steps=10, batch_size=16), str(tmp_path / "b"), seeds=[0, 1])
 
 
 def test_a_learning_rate_sweep_in_one_program_matches_separate_runs(blob_dataset):
@@ -140,18 +160,12 @@ def test_split_seeds_makes_contiguous_near_equal_groups():
     split_seeds([0, 1], 3)
 
 
-def test_seed_groups_trained_at_once_match_groups_trained_one_after_another(blob_dataset):
-  model = MLP(widths=(16,), num_outputs=3, dropout_rate=0.2)
-  example = blob_dataset.train.gather([0])["x"]
-  step = make_seeds_train_step(classification_loss(model), steps_per_call=5, resident_data=True)
-  eval_step = make_seeds_eval_step(classification_metrics(model))
-
+def test_seed_groups_trained_at_once_match_groups_trained_one_after_another(blob_dataset,
+                                                                             tmp_path):
   def train(group):
-    states = create_seed_states(model, optax.adam(1e-2), example, group)
-    states, curves, _ = fit_seeds(states, step, eval_step, blob_dataset, group, num_steps=40,
-                                  batch_size=16, eval_every=20, steps_per_call=5,
-                                  resident_data=True)
-    return states.params, curves["test"]
+    states, results = _fit_seeds(tmp_path / f"seeds{group[0]}-{threading.get_ident()}", blob_dataset,
+                                 group, num_steps=40, dropout_rate=0.2)
+    return states.params, results["test"]
 
   groups = split_seeds(range(6), 2)
   at_once, one_by_one = (map_seed_groups(train, groups, workers) for workers in (2, 1))

@@ -50,9 +50,7 @@ class BatchIterator:
 
   def next_batches(self, count: int) -> dict[str, np.ndarray]:
     """The next `count` batches stacked [count, batch, ...], read with one indexing operation."""
-    positions = self.next_positions(count)
-    batch = self.split.gather(positions.reshape(-1))
-    return {k: v.reshape(*positions.shape, *v.shape[1:]) for k, v in batch.items()}
+    return gather_stacked(self.split, self.next_positions(count))
 
   def next_positions(self, count: int) -> np.ndarray:
     """Positions in the split of the next `count` batches, [count, batch], without reading them."""
@@ -76,20 +74,38 @@ class BatchIterator:
     return positions[self.shard_index * size:(self.shard_index + 1) * size]
 
 
+def gather_stacked(split: Split, positions: np.ndarray) -> dict[str, np.ndarray]:
+  """The examples at `positions` (any shape, e.g. [steps, seeds, batch]), read with one indexing
+  operation and shaped [*positions.shape, ...]."""
+  batch = split.gather(positions.reshape(-1))
+  return {k: v.reshape(*positions.shape, *v.shape[1:]) for k, v in batch.items()}
+
+
 class BatchGroups:
   """The batches of `batches` (a BatchIterator) read `sizes[i]` at a time, each group stacked
   [size, batch, ...] by one indexing operation: the input of one call that runs `size` steps.
-  `position` is the wrapped iterator's, so a checkpoint resumes it exactly."""
+  `position` is the wrapped iterator's, so a checkpoint resumes it exactly.
 
-  def __init__(self, batches: BatchIterator, sizes: list[int]):
+  With a list of iterators over one split (one per model stacked on a leading axis, e.g. one per
+  seed), each group is [size, models, batch, ...], model i's batches from iterator i, and
+  `position` lists their positions.
+  """
+
+  def __init__(self, batches: BatchIterator | list[BatchIterator], sizes: list[int]):
     self.batches, self._sizes = batches, iter(sizes)
 
   @property
-  def position(self) -> tuple[int, int]:
+  def position(self) -> tuple[int, int] | list[tuple[int, int]]:
+    if isinstance(self.batches, list):
+      return [it.position for it in self.batches]
     return self.batches.position
 
   def __iter__(self):
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
-    return self.batches.next_batches(next(self._sizes))
+    size = next(self._sizes)
+    if not isinstance(self.batches, list):
+      return self.batches.next_batches(size)
+    positions = np.stack([it.next_positions(size) for it in self.batches], axis=1)
+    return gather_stacked(self.batches[0].split, positions)

@@ -25,6 +25,10 @@ from dl_jax.train.state import TrainState, tree_digest
 
 _DIGEST = "state_sha256"  # the record's key for the digest of the state saved beside it
 _METADATA_BYTES = 1 << 20  # room a checkpoint needs beyond its arrays (metadata, JSON, manifests)
+# Orbax's background saves from several threads at once collide (seen: "File exists", and
+# checkpoints that cannot be read back), so saves made off the main thread take this lock and
+# finish before releasing it.
+_THREAD_SAVES = threading.Lock()
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -57,6 +61,11 @@ class Checkpointer:
 
   def __init__(self, directory: str, max_to_keep: int = 2):
     self.directory = os.path.abspath(directory)
+    if "[" in self.directory:
+      # measured: orbax writes such checkpoints (e.g. under "runs/[0, 1]") but cannot read them
+      raise CheckpointError(f"checkpoints cannot go under {self.directory}: orbax saves into a "
+                            "path with '[' but cannot restore from it. Pass a workdir without "
+                            "brackets")
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
     self._saving = None  # the step of the save that may still be in flight
@@ -65,7 +74,17 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def save(self, step: int, state: TrainState, record: dict) -> None:
-    """Starts saving in the background; first reports a previous save that failed."""
+    """Starts saving in the background; first reports a previous save that failed. Off the main
+    thread (e.g. seed groups trained at once) the save is finished before it returns, one thread
+    at a time."""
+    if threading.current_thread() is threading.main_thread():
+      self._save(step, state, record)
+      return
+    with _THREAD_SAVES:
+      self._save(step, state, record)
+      self._check_previous_save()
+
+  def _save(self, step: int, state: TrainState, record: dict) -> None:
     with interrupts_deferred():
       self._check_previous_save()
       self._check_room(step, sum(getattr(leaf, "nbytes", 8)

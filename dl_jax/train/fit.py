@@ -24,6 +24,7 @@ from dl_jax.phases import Phases
 from dl_jax.train.checkpoint import Checkpointer
 from dl_jax.train.evaluate import evaluate
 from dl_jax.train.parallel import DataParallel
+from dl_jax.train.seeds import stacked_eval_step, stacked_train_step, unstack_state
 from dl_jax.train.state import TrainState, count_params, tree_digest
 from dl_jax.train.workdir_lock import workdir_lock
 from dl_jax.train.writers import MetricsLog, Progress, write_json
@@ -56,31 +57,49 @@ class FitConfig:
   # loop uses the largest count that divides log_every, eval_every and checkpoint_every and reads
   # at most MAX_CALL_BYTES of batches.
   max_steps_per_call: int = 100
+  # Evaluations during training also score the test split, for curves of test figures over
+  # training (results["curves"]); early stopping never sees them.
+  test_curve: bool = False
 
 
 class NonFiniteError(UserError, FloatingPointError):
   """The loss or the gradients became NaN or Inf."""
 
 
+class SeedsError(UserError, ValueError):
+  """Stacked seed states asked of fit with something they cannot share."""
+
+_LOOP_PHASES = ("logging", "evaluation during training", "checkpointing")
+
+
 def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitConfig,
         workdir: str, hooks: Sequence[Hook] = (),
         parallel: DataParallel | None = None,
-        phases: Phases | None = None) -> tuple[TrainState, dict]:
+        phases: Phases | None = None,
+        seeds: Sequence[int] | None = None) -> tuple[TrainState, dict]:
   """Trains `state` for `config.num_steps` steps (resuming from `workdir/checkpoints` if there is
   one), then evaluates every split. Writes metrics.jsonl and results.json; returns the results.
   With `parallel`, batches are split over its mesh and the state is replicated on it. The wall
   time of each phase (the caller's `phases` so far, then this loop's) goes into results["phases"].
   The workdir is locked for the run: a second process training into it gets WorkdirBusyError.
+
+  With `seeds`, `state` holds one model per seed stacked on a leading axis (train.seeds): seed i
+  reads the batches of its own order (`seeds[i]` in place of `config.seed`), one compiled call
+  steps every model (fit vmaps the single-model `train_step` and `eval_step`), and every figure
+  is a list with one value per seed. Early stopping needs one model, so `patience` is refused.
   """
   with workdir_lock(workdir):
-    return _fit(state, train_step, eval_step, dataset, config, workdir, hooks, parallel, phases)
+    return _fit(state, train_step, eval_step, dataset, config, workdir, hooks, parallel, phases,
+                seeds)
 
 
 def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitConfig,
-         workdir: str, hooks: Sequence[Hook] = (),
-         parallel: DataParallel | None = None,
-         phases: Phases | None = None) -> tuple[TrainState, dict]:
+         workdir: str, hooks: Sequence[Hook], parallel: DataParallel | None,
+         phases: Phases | None, seeds: Sequence[int] | None) -> tuple[TrainState, dict]:
   phases = phases if phases is not None else Phases()
+  if seeds is not None:
+    _check_seeds(state, seeds, config, parallel)
+    train_step, eval_step = stacked_train_step(train_step), stacked_eval_step(eval_step)
   parallel = parallel or _SingleDevice()
   parallel.check_batch_size(config.batch_size)
   cache_before = compilation_cache.counts()
@@ -89,30 +108,29 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
   best = (Checkpointer(os.path.join(workdir, "best"), max_to_keep=1)
           if config.patience and dataset.val is not None else None)
   log = MetricsLog(os.path.join(workdir, "metrics.jsonl"))
-  record = {"position": [0, 0], "best_val_accuracy": -1.0, "best_step": 0, "bad_evals": 0,
-            "stopped_early": False}
+  record = {"position": [0, 0] if seeds is None else [[0, 0]] * len(seeds),
+            "best_val_accuracy": -1.0, "best_step": 0, "bad_evals": 0, "stopped_early": False}
   with phases("checkpoint restore"):
     restored = checkpoints.restore(state)
   resumed_from = None
   if restored is not None:
     state, record = restored
-    resumed_from = int(state.step)
+    resumed_from = _step_of(state)
   log.truncate_after(resumed_from or 0)  # lines a killed run logged after its last checkpoint
   state = parallel.put_state(state)
   evaluate_split = functools.partial(evaluate, eval_step, batch_size=config.eval_batch_size,
                                      place=parallel.put_replicated)
-  train_probe = _train_probe(dataset, config)
-  step, pending = int(state.step), []
+  probes = _probes(dataset, config)
+  step, pending = _step_of(state), []
   progress = Progress(config.num_steps, step)
   timer = _StepTimer(step)
-  sizes = call_sizes(step, config.num_steps, steps_per_call(config, dataset, hooks))
+  models = 1 if seeds is None else len(seeds)
+  sizes = call_sizes(step, config.num_steps, steps_per_call(config, dataset, hooks, models))
   batches = Prefetcher(
-      BatchGroups(BatchIterator(dataset.train, config.batch_size, config.seed,
-                                config.drop_remainder, position=tuple(record["position"]),
-                                shard=parallel.process_shard), sizes),
+      _batch_groups(dataset, config, record["position"], sizes, parallel.process_shard, seeds),
       _prefetch(config, dataset), count=len(sizes), place=parallel.put_batches)
   run_steps = scanned(train_step)
-  loop_start = time.perf_counter()
+  loop_start, inner_start = time.perf_counter(), _inner_seconds(phases)
   try:
     while step < config.num_steps and not record["stopped_early"]:
       group = timer.timed_data(lambda: next(batches))
@@ -129,18 +147,20 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
         jax.block_until_ready(metrics)  # the steps' own time, not the phases' below
       if logs:
         with phases("logging"):
-          summary = _flush(pending, checkpoints)
+          summary = _flush(pending, checkpoints, seeds)
           log.write(step, {**{f"train/{k}": v for k, v in summary.items()},
                            "steps_per_sec": progress.update(step, summary)})
       if evals:
+        seconds = time.perf_counter() - loop_start - (_inner_seconds(phases) - inner_start)
         with phases("evaluation during training"):
-          scores = _evaluate_during_training(evaluate_split, state, train_probe, dataset.val)
-          log.write(step, scores)
+          scores = {f"{name}/{k}": v for name, split in probes.items()
+                    for k, v in evaluate_split(state, split).items()}
+          log.write(step, {**scores, "train_seconds": seconds})
           if best is not None:
             _track_best(record, scores["val/accuracy"], step, state, best, config.patience)
       if saves or record["stopped_early"]:
         with phases("checkpointing"):
-          summary = _flush(pending, checkpoints)
+          summary = _flush(pending, checkpoints, seeds)
           if summary:
             log.write(step, {f"train/{k}": v for k, v in summary.items()})
           record["position"] = list(batches.position)
@@ -158,25 +178,30 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
     best.close()
   with phases("final evaluation"):
     figures = final_figures(evaluate_split, state, dataset)
+  one_model = state if seeds is None else unstack_state(state, 0)
   results = {
-      "step": step, "selected_step": int(state.step), "stopped_early": record["stopped_early"],
-      "resumed_from_step": resumed_from, "num_params": count_params(state.params),
+      "step": step, "selected_step": _step_of(state), "stopped_early": record["stopped_early"],
+      "resumed_from_step": resumed_from, "num_params": count_params(one_model.params),
       "params_fingerprint": params_fingerprint(state.params), **train_seconds, **figures,
-      "phases": dict(phases.seconds),
+      "curves": evaluation_curves(log.read()), "phases": dict(phases.seconds),
   }
+  if seeds is not None:
+    results["seeds"] = list(seeds)
   results["compilation_cache"] = {key: count - cache_before[key]
                                    for key, count in compilation_cache.counts().items()}
   write_json(os.path.join(workdir, "results.json"), results)
   return state, results
 
 
-def steps_per_call(config: FitConfig, dataset: Dataset, hooks: Sequence[Hook] = ()) -> int:
+def steps_per_call(config: FitConfig, dataset: Dataset, hooks: Sequence[Hook] = (),
+                   models: int = 1) -> int:
   """Steps per compiled call: the largest divisor of the logging, evaluation and checkpoint
-  intervals within `config.max_steps_per_call` and MAX_CALL_BYTES; 1 when hooks watch each step."""
+  intervals within `config.max_steps_per_call` and MAX_CALL_BYTES (for `models` stacked models);
+  1 when hooks watch each step."""
   if hooks:
     return 1
   interval = math.gcd(config.log_every, config.eval_every, config.checkpoint_every)
-  batch_bytes = config.batch_size * sum(
+  batch_bytes = models * config.batch_size * sum(
       np.dtype(array.dtype).itemsize * math.prod(array.shape[1:])
       for array in jax.tree_util.tree_leaves(dataset.train.gather(np.arange(1))))
   most = max(min(config.max_steps_per_call, MAX_CALL_BYTES // max(batch_bytes, 1)), 1)
@@ -202,6 +227,39 @@ def scanned(train_step):
                  donate_argnums=0)
 
 
+def _step_of(state: TrainState) -> int:
+  """The step count of a state, or of stacked states (all at the same step)."""
+  return int(np.asarray(state.step).reshape(-1)[0])
+
+
+def _check_seeds(state: TrainState, seeds: Sequence[int], config: FitConfig,
+                 parallel: DataParallel | None) -> None:
+  if np.ndim(state.step) != 1 or len(state.step) != len(seeds):
+    raise SeedsError(f"fit was given {len(seeds)} seeds but a state of step shape "
+                     f"{np.shape(state.step)}; stack one state per seed (train.seeds)")
+  if config.patience:
+    raise SeedsError("early stopping (patience) picks one model's best step; stacked seeds share "
+                     "their steps. Train the seeds without patience, or one at a time")
+  if parallel is not None:
+    raise SeedsError("stacked seeds train on one device; leave out the data-parallel mesh")
+
+
+def _batch_groups(dataset: Dataset, config: FitConfig, position, sizes: list[int],
+                  shard: tuple[int, int], seeds: Sequence[int] | None) -> BatchGroups:
+  """The training batches from `position`: one order (`config.seed`), or one per seed."""
+  def iterator(seed: int, at) -> BatchIterator:
+    return BatchIterator(dataset.train, config.batch_size, seed, config.drop_remainder,
+                         position=tuple(at), shard=shard)
+  if seeds is None:
+    return BatchGroups(iterator(config.seed, position), sizes)
+  return BatchGroups([iterator(seed, at) for seed, at in zip(seeds, position)], sizes)
+
+
+def _inner_seconds(phases: Phases) -> float:
+  """Seconds so far of the phases the loop pauses training for."""
+  return sum(phases.seconds.get(name, 0.0) for name in _LOOP_PHASES)
+
+
 def _prefetch(config: FitConfig, dataset: Dataset) -> int:
   if config.prefetch is not None:
     return config.prefetch
@@ -213,8 +271,7 @@ def _add_loop_phases(phases: Phases, timer: "_StepTimer", loop_seconds: float) -
   waiting for batches, and the training steps."""
   if timer.first_call_s is None:
     return
-  inner = sum(phases.seconds.get(name, 0.0) for name in (
-      "logging", "evaluation during training", "checkpointing"))
+  inner = _inner_seconds(phases)
   waits = timer.data_s - timer.first_data_s  # the first batches' wait is in the first call
   phases.add("compile + first call", timer.first_call_s)
   phases.add("waiting for batches", waits)
@@ -225,11 +282,28 @@ def final_figures(evaluate_split, state: TrainState, dataset: Dataset) -> dict:
   """Loss and accuracy on every split, and the generalization gaps between them.
   `evaluate_split(state, split)` gives a split's mean metrics."""
   figures = {name: evaluate_split(state, split) for name, split in dataset.splits().items()}
-  figures["gap"] = {"train_test_accuracy": figures["train"]["accuracy"] - figures["test"]["accuracy"],
-                    "test_train_loss": figures["test"]["loss"] - figures["train"]["loss"]}
+  def gap(split, other, metric):  # a float, or a per-seed list
+    return np.subtract(figures[split][metric], figures[other][metric]).tolist()
+  figures["gap"] = {"train_test_accuracy": gap("train", "test", "accuracy"),
+                    "test_train_loss": gap("test", "train", "loss")}
   if "val" in figures:
-    figures["gap"]["train_val_accuracy"] = figures["train"]["accuracy"] - figures["val"]["accuracy"]
+    figures["gap"]["train_val_accuracy"] = gap("train", "val", "accuracy")
   return figures
+
+
+def evaluation_curves(lines: list[dict]) -> dict:
+  """The evaluations during training from metrics.jsonl's lines: curves["step"],
+  curves["train_seconds"] (training time up to the evaluation in the process that ran it) and
+  curves[split][metric], one entry per evaluation (a per-seed list each for stacked seeds)."""
+  curves = {"step": [], "train_seconds": []}
+  for line in (line for line in lines if "train_seconds" in line):
+    curves["step"].append(line["step"])
+    curves["train_seconds"].append(line["train_seconds"])
+    for key, value in line.items():
+      if "/" in key:
+        split, metric = key.split("/", 1)
+        curves.setdefault(split, {}).setdefault(metric, []).append(value)
+  return curves
 
 
 def params_fingerprint(params) -> str:
@@ -237,26 +311,43 @@ def params_fingerprint(params) -> str:
   return tree_digest(params)[:16]
 
 
-def _flush(pending: list, checkpoints: Checkpointer) -> dict[str, float]:
+def _flush(pending: list, checkpoints: Checkpointer,
+           seeds: Sequence[int] | None = None) -> dict:
   """Fetches buffered step metrics (each entry: the step after a call and the call's metrics,
-  stacked per step), stops on the first non-finite one, returns their means."""
+  stacked per step, and per seed for stacked seeds), stops on the first non-finite one, returns
+  their means: floats, or per-seed lists."""
   if not pending:
     return {}
   ends, stacked = zip(*pending)
   stacked = jax.device_get(list(stacked))
   pending.clear()
-  values = {k: np.concatenate([np.atleast_1d(m[k]) for m in stacked]) for k in stacked[0]}
-  steps = np.concatenate([np.arange(end - len(np.atleast_1d(next(iter(m.values())))) + 1, end + 1)
+  values = {k: np.concatenate([np.asarray(m[k]) for m in stacked]) for k in stacked[0]}
+  steps = np.concatenate([np.arange(end - len(next(iter(m.values()))) + 1, end + 1)
                           for end, m in zip(ends, stacked)])
-  finite = np.all([np.isfinite(v) for v in values.values()], axis=0)
+  finite = np.all([np.isfinite(v) for v in values.values()], axis=0).reshape(len(steps), -1)
   if not finite.all():
-    bad = int(np.argmin(finite))
-    shown = ", ".join(f"{k}={float(v[bad]):.4g}" for k, v in sorted(values.items()))
+    row = int(np.argmin(finite.all(axis=1)))
+    seed = int(np.argmin(finite[row]))
+    shown = ", ".join(f"{k}={float(v.reshape(len(steps), -1)[row, seed]):.4g}"
+                      for k, v in sorted(values.items()))
+    where = f"step {steps[row]}" if seeds is None else (
+        f"step {steps[row]} for seeds {[seeds[i] for i in np.nonzero(~finite[row])[0]]}")
     raise NonFiniteError(
-        f"training stopped: non-finite loss or gradient at step {steps[bad]} ({shown}). The last "
+        f"training stopped: non-finite loss or gradient at {where} ({shown}). The last "
         f"checkpoint (step {checkpoints.latest_step()}) in {checkpoints.directory} is intact. "
         "Lower the learning rate, clip gradients, or check the inputs.")
-  return {k: float(np.mean(v)) for k, v in values.items()}
+  return {k: np.mean(v, axis=0).tolist() for k, v in values.items()}
+
+
+def _probes(dataset: Dataset, config: FitConfig) -> dict:
+  """The splits evaluations during training score: a fixed subset of train, val, and test for
+  `config.test_curve`."""
+  probes = {"train_eval": _train_probe(dataset, config)}
+  if dataset.val is not None:
+    probes["val"] = dataset.val
+  if config.test_curve:
+    probes["test"] = dataset.test
+  return probes
 
 
 def _train_probe(dataset: Dataset, config: FitConfig):
@@ -266,13 +357,6 @@ def _train_probe(dataset: Dataset, config: FitConfig):
     return dataset.train
   positions = np.random.default_rng(config.seed).choice(n, config.train_eval_examples, replace=False)
   return dataset.train.subset(np.sort(positions))
-
-
-def _evaluate_during_training(evaluate_split, state, train_probe, val) -> dict[str, float]:
-  scores = {f"train_eval/{k}": v for k, v in evaluate_split(state, train_probe).items()}
-  if val is not None:
-    scores.update({f"val/{k}": v for k, v in evaluate_split(state, val).items()})
-  return scores
 
 
 def _track_best(record: dict, val_accuracy: float, step: int, state, best: Checkpointer,

@@ -7,6 +7,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 from absl import flags, logging
 from tqdm import tqdm
 
@@ -97,6 +98,13 @@ class MetricsLog:
       with open(self.path, "a") as f:
         f.write(line + "\n")
 
+  def read(self) -> list[dict]:
+    """The lines written so far (one cut short by a kill is skipped)."""
+    if not os.path.exists(self.path):
+      return []
+    with open(self.path) as f:
+      return [json.loads(line) for line in f if _logged_step(line) != math.inf]
+
   def truncate_after(self, step: int) -> None:
     """Drops lines logged after `step`: a resumed run logs them again, once."""
     if not is_writer() or not os.path.exists(self.path):
@@ -124,7 +132,9 @@ class Progress:
       self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
 
   def update(self, step: int, summary: dict) -> float:
-    """Reports progress at `step`; returns steps/s since the previous report."""
+    """Reports progress at `step` (per-seed figures shown as their mean); returns steps/s since
+    the previous report."""
+    summary = {k: float(np.mean(v)) for k, v in summary.items()}
     now = time.perf_counter()
     rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
     self.last_step, self.last_time = step, now
