@@ -120,14 +120,16 @@ def train_model(programs: Programs, dataset, config: TableConfig, workdir: str) 
                                  os.path.join(workdir, f"seeds_{group[0]}-{group[-1]}")),
       groups, workers=1 if sequential else len(groups))
   seconds = time.perf_counter() - start
-  return {"num_params": trained[0][0], **_merge_seed_groups([curves for _, curves in trained]),
+  resumed = [step for _, _, step in trained if step is not None]
+  return {"num_params": trained[0][0], **_merge_seed_groups([curves for _, curves, _ in trained]),
+          "resumed_from_steps": resumed,
           "wall_seconds": seconds, "seconds_per_seed": seconds / len(seeds),
           "seconds_per_1000_steps_per_seed": seconds / len(seeds) / config.steps * 1000}
 
 
 def _train_group(programs: Programs, dataset, config: TableConfig, group: list[int],
                  workdir: str):
-  """(parameter count, curves) of one vmapped group of seeds."""
+  """(parameter count, curves, the step it resumed from or None) of one vmapped group of seeds."""
   fit_config = FitConfig(num_steps=config.steps, batch_size=config.batch_size,
                          eval_every=config.eval_every, log_every=config.eval_every,
                          checkpoint_every=config.steps, max_steps_per_call=config.steps_per_call,
@@ -135,7 +137,7 @@ def _train_group(programs: Programs, dataset, config: TableConfig, group: list[i
   _, results = fit(programs.init(group), programs.train_step, programs.eval_step, dataset,
                    fit_config, workdir, seeds=group)
   curves = {"train" if k == "train_eval" else k: v for k, v in results["curves"].items()}
-  return results["num_params"], curves
+  return results["num_params"], curves, results["resumed_from_step"]
 
 
 def _merge_seed_groups(groups: list[dict]) -> dict:
@@ -196,9 +198,10 @@ def records(results: dict, variant: str) -> Iterator[Record]:
 
 
 def markdown_table(results: dict) -> str:
-  """Ours beside the paper: test accuracy, train accuracy, gap, and time per seed."""
+  """Ours beside the paper: test accuracy, train accuracy, gap, and time per seed (marked † where
+  a rerun resumed from checkpoints: then the seconds are the rerun's)."""
   rows = ["| data | model | params | test acc (ours) | paper README / logged | train acc | gap "
-          "| s per seed (incl. compile, * reused) | s per 1000 steps per seed |",
+          "| s per seed (incl. compile, * reused, † resumed) | s per 1000 steps per seed |",
           "|---|---|---|---|---|---|---|---|---|"]
   order = list(results["config"]["models"])  # a saved file's keys are sorted
   for dataset_name, runs in results["runs"].items():
@@ -207,6 +210,7 @@ def markdown_table(results: dict) -> str:
       ref = "human 95.8%" if paper is None else (
           f"{paper[3]}% (shuffled)" if "shuffled" in dataset_name else f"{paper[1]}% / {paper[2]}%")
       f, reused = r["final"], "" if r.get("includes_compilation", True) else "*"
+      reused += "†" if r.get("resumed_from_steps") else ""
       rows.append(
           f"| {dataset_name} | {name} | {r['num_params']:,} | {percent(f['test']['accuracy'])} "
           f"| {ref} "

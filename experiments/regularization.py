@@ -203,6 +203,7 @@ def train_strategy(strategy: Strategy, dataset: Dataset, config: RegularizationC
             for split, values in results["curves"].items() if isinstance(values, dict)}
   final = {split: results[split]["accuracy"] for split in dataset.splits()}
   return {"strategy": strategy.name, "seconds": time.perf_counter() - start,
+          "resumed_from_step": results["resumed_from_step"],
           "steps": results["curves"]["step"], "accuracy_curves": curves,
           "final": {**final, **_gaps({k: np.asarray(v) for k, v in final.items()})},
           "max_unit_norm": {path: np.asarray(value).tolist()  # per seed
@@ -364,10 +365,14 @@ def _change(stat: dict | None, words: tuple[str, str]) -> str:
 def markdown_report(results: dict) -> str:
   """Per task: the strategy table, then the comparison with Srivastava et al. 2014."""
   config = results["config"]
+  resumed = sum(run.get("resumed_from_step") is not None
+                for task in results["tasks"].values() for run in task["runs"].values())
+  wall = f"wall time {results['wall_seconds']:.0f} s" + (
+      f" (a rerun: {resumed} trainings resumed from checkpoints)" if resumed else "")
   lines = ["# Regularization and generalization", "",
            f"MLP {config['widths']} (ReLU), {config['optimizer']} lr {config['learning_rate']} "
            f"({config['schedule']}), batch {config['batch_size']}, {config['steps']} steps, "
-           f"{config['num_seeds']} seeds; wall time {results['wall_seconds']:.0f} s. Accuracy in "
+           f"{config['num_seeds']} seeds; {wall}. Accuracy in "
            "%, mean ± std over seeds. gap = train - test accuracy (points). Changes are paired by "
            "seed against `none`; 'shrinks'/'widens'/'better'/'worse' when a two-sided paired "
            "t-test over seeds gives p < 0.05, else 'n.s.'; the % is the gap change relative to "

@@ -84,3 +84,14 @@ def test_flattened_optimizer_updates_like_adam():
         tx.update(grads, state, params) for tx, state in zip((ours, adam), states))
     states = ours_state, adam_state
     chex.assert_trees_all_close(mine, theirs, rtol=1e-6, atol=1e-9)
+
+
+def test_a_rerun_resumes_every_seed_group_and_marks_its_seconds(tmp_path):
+  config = dataclasses.replace(mnist1d_table.smoke_config(), models=("linear",))
+  first = mnist1d_table.EXPERIMENT.execute(config, str(tmp_path))
+  again = mnist1d_table.EXPERIMENT.execute(config, str(tmp_path))
+  run, rerun = first["runs"]["mnist1d"]["linear"], again["runs"]["mnist1d"]["linear"]
+  assert run["resumed_from_steps"] == [] and rerun["resumed_from_steps"] == [40, 40]
+  assert rerun["curves"] == run["curves"] and rerun["final"] == run["final"]
+  assert "†" in mnist1d_table.markdown_table(again).splitlines()[2]
+  assert "†" not in mnist1d_table.markdown_table(first).splitlines()[2]
