@@ -30,10 +30,10 @@ import optax
 
 from dl_jax.adversarial.attacks import cross_entropy_loss, fgsm, pgd, uniform_noise
 from dl_jax.adversarial.evaluation import accuracy_under_attack, make_predict
-from dl_jax.adversarial.learned_adversary import (PerturbationGenerator, adversary_round_fn,
-                                                  init_adversary_state)
+from dl_jax.adversarial.learned_adversary import (PerturbationGenerator, defended_train_step,
+                                                  init_adversary_state, with_adversary)
 from dl_jax.adversarial.training import (ATTACK_STREAM, adversarial_loss, eval_logits_fn,
-                                         fgsm_attack, linear_ramp, pgd_attack)
+                                         fgsm_attack, pgd_attack, with_eps_ramp)
 from dl_jax.data import Dataset, load_dataset
 from dl_jax.lab.experiment import Experiment
 from dl_jax.lab.records import Record, Recorder
@@ -41,10 +41,11 @@ from dl_jax.models.cnn import CNN
 from dl_jax.plots import save_figure, subplots
 from dl_jax.settings import (at_least, between, each, non_negative_finite, one_of, positive_finite,
                              setting)
-from dl_jax.train import classification_loss, classification_metrics, count_params, evaluate
+from dl_jax.train import (FitConfig, classification_loss, classification_metrics, count_params,
+                          fit, make_eval_step)
 from dl_jax.train.rng import stream_id
-from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_init,
-                                make_seeds_train_step, stack_states, unstack_state)
+from dl_jax.train.seeds import make_seeds_init, stack_states, unstack_state
+from dl_jax.train.step import train_step_fn
 from dl_jax.train.writers import write_config
 from experiments.reports.adversarial import (MADRY, _pm, clean_test, figure, markdown_report,
                                              plot_accuracy_vs_eps, summary)
@@ -127,10 +128,9 @@ def run(config: RobustnessConfig, workdir: str) -> dict:
               widths=(config.width,))
   attacks = make_batch_attacks(model, config.eval_relative_step, config.pgd_eval_steps)
   predict = make_predict(eval_logits_fn(model, {}))
-  eval_step = make_seeds_eval_step(classification_metrics(model))  # one compilation for all
   runs, states = {}, {}
   for training in config.trainings:
-    states[training], runs[training] = train(config, dataset, model, eval_step, training)
+    states[training], runs[training] = train(config, dataset, model, training, workdir)
     runs[training].update(evaluate_robustness(config, dataset, attacks, predict, states[training]))
     print(f"{training}: {_headline(runs[training], config)}", file=sys.stderr, flush=True)
   results = {"config": dataclasses.asdict(config), "dataset": dataset.metadata,
@@ -181,52 +181,47 @@ def check_config(config: RobustnessConfig) -> None:
 
 # ---- training ----------------------------------------------------------------------------------
 
-def train(config: RobustnessConfig, dataset: Dataset, model: CNN, eval_step, training: str):
-  """All seeds of one training method, stacked; returns (states, record with clean figures)."""
-  begin = time.perf_counter()
+def train(config: RobustnessConfig, dataset: Dataset, model: CNN, training: str, workdir: str):
+  """All seeds of one training method: one `fit` of the stacked seeds into workdir/fits/TRAINING
+  (a rerun resumes from its checkpoints); returns (states, record with clean figures)."""
   tx = optax.adam(optax.cosine_decay_schedule(config.learning_rate, config.steps))
   example = dataset.train.gather([0])["x"]
   states = make_seeds_init(model, tx, example)(config.seeds)
-  step, extra = _train_step(config, model, training, example)
-  batches = SeedBatches(dataset.train, config.batch_size, config.seeds)
-  ramp = linear_ramp(config.train_eps, config.eps_ramp_steps)
-  log = []
-  for i in range(config.steps):
-    batch = {**next(batches), "eps": np.full(len(config.seeds), ramp(i), np.float32)}
-    states, extra, metrics = step(states, extra, batch)
-    if (i + 1) % max(config.steps // 5, 1) == 0:
-      log.append({"step": i + 1, **{k: np.asarray(v).tolist() for k, v in metrics.items()}})
-  jax.block_until_ready(states)
-  seconds = time.perf_counter() - begin
-  clean = {name: evaluate(eval_step, states, split, config.eval_batch_size)
-           for name, split in dataset.splits().items()}
-  return states, {"train_seconds": seconds, "train_log": log, "clean": clean}
+  if training == "adversary":
+    states = with_adversary(states, _adversaries(config, example))
+  every = max(config.steps // 5, 1)
+  fit_config = FitConfig(num_steps=config.steps, batch_size=config.batch_size,
+                         eval_every=config.steps, log_every=every, checkpoint_every=every,
+                         eval_batch_size=config.eval_batch_size)
+  states, results = fit(states, _train_step(config, model, training),
+                        make_eval_step(classification_metrics(model)), dataset, fit_config,
+                        os.path.join(workdir, "fits", training), seeds=list(config.seeds))
+  return states, {"train_seconds": results["train_seconds"],
+                  "resumed_from_step": results["resumed_from_step"],
+                  "clean": {split: results[split] for split in dataset.splits()}}
 
 
-def _train_step(config: RobustnessConfig, model: CNN, training: str, example: np.ndarray):
-  """step(states, extra, batch) -> (states, extra, metrics) over stacked seeds; `extra` is the
-  learned adversary's stacked state (None for the other methods)."""
+def _adversaries(config: RobustnessConfig, example: np.ndarray):
+  """The learned adversary's stacked states, one per seed."""
+  generator = PerturbationGenerator(channels=config.adversary_channels)
+  tx = optax.adam(config.adversary_learning_rate)
+  return stack_states([init_adversary_state(generator, tx, example, config.adversary_noise_dim,
+                                            seed) for seed in config.seeds])
+
+
+def _train_step(config: RobustnessConfig, model: CNN, training: str):
+  """The single-model train_step(state, batch) of a training method; the attack radius ramps up
+  with the step (`eps_ramp_steps`)."""
+  if training == "normal":
+    return train_step_fn(classification_loss(model), ())
   if training == "adversary":
     generator = PerturbationGenerator(channels=config.adversary_channels)
-    tx = optax.adam(config.adversary_learning_rate)
-    adversaries = stack_states([init_adversary_state(generator, tx, example,
-                                                     config.adversary_noise_dim, seed)
-                                for seed in config.seeds])
-    round_fn = jax.jit(jax.vmap(adversary_round_fn(model, generator, config.adversary_noise_dim)),
-                       donate_argnums=(0, 1))
-    return round_fn, adversaries
-  if training == "normal":
-    step = make_seeds_train_step(classification_loss(model), ())
+    step = defended_train_step(model, generator, config.adversary_noise_dim)
   else:
     attack = (pgd_attack(config.pgd_train_steps) if training == "pgd"
               else fgsm_attack(config.fgsm_relative_step, random_start=True))
-    step = make_seeds_train_step(adversarial_loss(model, attack), (ATTACK_STREAM,))
-
-  def without_extra(states, extra, batch):
-    states, metrics = step(states, batch)
-    return states, extra, metrics
-
-  return without_extra, None
+    step = train_step_fn(adversarial_loss(model, attack), (ATTACK_STREAM,))
+  return with_eps_ramp(step, config.train_eps, config.eps_ramp_steps)
 
 
 # ---- evaluation under attack -------------------------------------------------------------------

@@ -133,7 +133,7 @@ def test_several_steps_per_call_train_as_one_step_per_call_does(blob_dataset, tm
                          str(tmp_path / str(per_call)))
     with open(tmp_path / str(per_call) / "metrics.jsonl") as f:
       runs[per_call] = final, results, [json.loads(line) for line in f]
-  (one, one_results, one_log), (ten, ten_results, ten_log) = runs[1], runs[10]
+  (one, _, one_log), (ten, ten_results, ten_log) = runs[1], runs[10]
   assert int(ten.step) == int(one.step) == 45 and ten_results["first_call_steps"] == 10
   chex.assert_trees_all_close(ten.params, one.params, rtol=1e-5, atol=1e-6)
   assert [line["step"] for line in ten_log] == [line["step"] for line in one_log]

@@ -9,11 +9,12 @@ evaluation.py         accuracy under attack with restarts (robust only if every 
 from dl_jax.adversarial.attacks import (cross_entropy_loss, fgsm, input_gradients, pgd,
                                         pgd_restarts, uniform_noise)
 from dl_jax.adversarial.evaluation import accuracy_under_attack
-from dl_jax.adversarial.learned_adversary import PerturbationGenerator, adversary_round_fn
-from dl_jax.adversarial.training import adversarial_loss, fgsm_attack, linear_ramp, pgd_attack
+from dl_jax.adversarial.learned_adversary import PerturbationGenerator, defended_train_step
+from dl_jax.adversarial.training import (adversarial_loss, fgsm_attack, pgd_attack,
+                                         with_eps_ramp)
 
 __all__ = [
-    "PerturbationGenerator", "accuracy_under_attack", "adversarial_loss", "adversary_round_fn",
-    "cross_entropy_loss", "fgsm", "fgsm_attack", "input_gradients", "linear_ramp", "pgd",
-    "pgd_attack", "pgd_restarts", "uniform_noise",
+    "PerturbationGenerator", "accuracy_under_attack", "adversarial_loss", "cross_entropy_loss",
+    "defended_train_step", "fgsm", "fgsm_attack", "input_gradients", "pgd", "pgd_attack",
+    "pgd_restarts", "uniform_noise", "with_eps_ramp",
 ]

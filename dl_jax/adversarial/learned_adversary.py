@@ -1,13 +1,15 @@
 """A learned adversary: a generator of bounded perturbations, trained against the classifier.
 
 The generator maps (x, noise) to delta = eps * tanh(g(x, z)), so |delta|_inf <= eps by
-construction, and the attacked input is clip(x + delta, 0, 1). Each round is one jitted function of
-both train states: the generator takes an optax step that increases the classifier's loss, then the
-classifier takes a step that decreases its loss on fresh generated perturbations. Each player draws
+construction, and the attacked input is clip(x + delta, 0, 1). Each round is one train step of both
+players (the generator's state rides in the classifier's, a DefendedState): the generator takes an
+optax step that increases the classifier's loss, then the classifier takes a step that decreases
+its loss on fresh generated perturbations. Each player draws
 its noise from its own named stream ('adversary' for the generator's step, 'noise' for the
 classifier's), derived from fold_in(root, step) like every other stream.
 """
 
+import dataclasses
 from typing import Sequence
 
 import flax.linen as nn
@@ -97,21 +99,32 @@ def defended_loss(classifier: nn.Module, generator: PerturbationGenerator, gener
   return loss_fn
 
 
-def adversary_round_fn(classifier: nn.Module, generator: PerturbationGenerator, noise_dim: int,
-                       clean_weight: float = 0.0):
-  """round(classifier_state, generator_state, batch) -> (both new states, metrics): one generator
-  ascent step against the current classifier, then one classifier step against the updated
-  generator. Un-jitted, so it can be vmapped over seeds; needs batch['eps']."""
+class DefendedState(TrainState):
+  """The classifier's train state with its adversary's (the generator's) riding along: one train
+  step plays a round of both, and `fit` checkpoints, resumes and stacks seeds of the pair as one."""
 
-  def round_fn(classifier_state: TrainState, generator_state: TrainState, batch: dict):
-    attack = adversary_loss(classifier, generator, classifier_state.params,
-                            classifier_state.model_state, noise_dim)
-    generator_state, adversary_metrics = train_step_fn(attack, (ADVERSARY_STREAM,))(
-        generator_state, batch)
-    defend = defended_loss(classifier, generator, generator_state.params, noise_dim, clean_weight)
-    classifier_state, metrics = train_step_fn(defend, (NOISE_STREAM,))(classifier_state, batch)
-    metrics = {**metrics, "adversary_loss": adversary_metrics["adversary_loss"],
-               "adversary_grad_norm": adversary_metrics["grad_norm"]}
-    return classifier_state, generator_state, metrics
+  adversary: TrainState
 
-  return round_fn
+
+def with_adversary(classifier_state: TrainState, adversary_state: TrainState) -> DefendedState:
+  fields = {f.name: getattr(classifier_state, f.name) for f in dataclasses.fields(TrainState)}
+  return DefendedState(**fields, adversary=adversary_state)
+
+
+def defended_train_step(classifier: nn.Module, generator: PerturbationGenerator, noise_dim: int,
+                        clean_weight: float = 0.0):
+  """train_step(state: DefendedState, batch) -> (state, metrics), one round: a generator ascent
+  step against the current classifier, then a classifier step against the updated generator.
+  Un-jitted, so it can be vmapped over seeds; needs batch['eps']."""
+
+  def train_step(state: DefendedState, batch: dict):
+    attack = adversary_loss(classifier, generator, state.params, state.model_state, noise_dim)
+    adversary, adversary_metrics = train_step_fn(attack, (ADVERSARY_STREAM,))(state.adversary,
+                                                                               batch)
+    defend = defended_loss(classifier, generator, adversary.params, noise_dim, clean_weight)
+    state, metrics = train_step_fn(defend, (NOISE_STREAM,))(state.replace(adversary=adversary),
+                                                            batch)
+    return state, {**metrics, "adversary_loss": adversary_metrics["adversary_loss"],
+                   "adversary_grad_norm": adversary_metrics["grad_norm"]}
+
+  return train_step

@@ -3,13 +3,14 @@
 `adversarial_loss(model, attack)` is a loss_fn for `dl_jax.train.make_train_step` (or the seeds
 machinery) with the 'attack' stream. The attack runs on the current parameters, in evaluation mode,
 and its result is a constant for the update (Madry et al. 2018's inner maximisation). The radius
-eps rides in the batch (`batch['eps']`), so a host-side ramp-up changes it without recompiling.
+eps rides in the batch (`batch['eps']`); `with_eps_ramp` sets it from the step inside the step.
 """
 
 from typing import Callable
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from dl_jax.adversarial.attacks import (ExampleLoss, check_norm, cross_entropy_loss, fgsm, pgd,
                                         pgd_restarts)
@@ -86,9 +87,15 @@ def adversarial_loss(model: nn.Module, attack: Attack, clean_weight: float = 0.0
   return loss_fn
 
 
-def linear_ramp(eps: float, ramp_steps: int) -> Callable[[int], float]:
-  """eps(step): from 0 up to `eps` over the first `ramp_steps` steps, then constant. Starting
+def with_eps_ramp(train_step, eps: float, ramp_steps: int):
+  """`train_step(state, batch)` with batch['eps'] set from the state's own step: eps * (step + 1)
+  / ramp_steps over the first `ramp_steps` steps, then eps (0: eps from the start). Starting
   small lets a fresh network learn the task before the full-size attack (Madry's MNIST models
-  otherwise can sit at chance for a long time)."""
-  return lambda step: eps * min(1.0, (step + 1) / ramp_steps) if ramp_steps else eps
+  otherwise can sit at chance for a long time). The radius is computed inside the step, so many
+  steps per compiled call, a checkpoint and a resumed run all see the radius of their step."""
 
+  def step(state, batch):
+    scale = jnp.minimum(1.0, (state.step + 1) / ramp_steps) if ramp_steps else 1.0
+    return train_step(state, {**batch, "eps": jnp.float32(eps) * scale})
+
+  return step

@@ -1,6 +1,6 @@
 """Recurrent classifiers: a simple RNN, GRU or LSTM layer, one- or two-way, then an MLP head."""
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax

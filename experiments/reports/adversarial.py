@@ -73,8 +73,10 @@ def generalization_table(results: dict) -> list[str]:
     lines.append(f"| {training} | " + " | ".join(_pm(clean[s]) for s in splits)
                  + f" | {_pm(clean['train'] - clean['test'])} | "
                  + " | ".join(_pm(robust[s]) for s in splits)
-                 + f" | {_pm(robust['train'] - robust['test'])} | {run['train_seconds']:.0f} | "
-                 f"{run['attack_seconds']:.0f} |")
+                 + f" | {_pm(robust['train'] - robust['test'])} | {run['train_seconds']:.0f}"
+                 f"{'†' if run.get('resumed_from_step') else ''} | {run['attack_seconds']:.0f} |")
+  if any(run.get("resumed_from_step") for _, run in _ordered_runs(results)):
+    lines += ["", "† resumed from its checkpoints: the seconds of this rerun only."]
   return lines
 
 
