@@ -48,9 +48,10 @@ from dl_jax.lab.experiment import Experiment
 from dl_jax.lab.records import Record, Recorder
 from dl_jax.models import MLP
 from dl_jax.settings import at_least, each, one_of, setting
-from dl_jax.train import classification_loss, classification_metrics, create_train_state, evaluate
-from dl_jax.train.seeds import (SeedBatches, make_seeds_eval_step, make_seeds_train_step,
-                                stack_states)
+from dl_jax.train import (FitConfig, classification_loss, classification_metrics,
+                          create_train_state, fit, make_eval_step)
+from dl_jax.train.seeds import stack_states
+from dl_jax.train.step import train_step_fn
 from dl_jax.train.writers import write_config
 from experiments.reports.activations import STALLED, markdown_report, save_plots, summary
 
@@ -74,8 +75,8 @@ class ActivationsConfig:
   warmup_steps: int = setting(100, "Linear warm-up steps of the warmup_cosine schedule.")
   batch_size: int = setting(64, "Training examples per step.")
   steps: int = setting(600, "Training steps per net.")
-  grad_probes: int = setting(3, "Evenly spaced steps in [0, steps] where per-layer gradients are "
-                             "recorded.", check=at_least(1))
+  grad_probes: int = setting(3, "Per-layer gradients are recorded at step 0 and every steps // "
+                             "(grad_probes - 1) steps up to the last.", check=at_least(1))
   probe_examples: int = setting(500, "Fixed training examples the per-layer gradients are taken "
                                 "on.", check=at_least(1))
   val_fraction: float = setting(0.1, "Share of train held out (stratified) for validation; 0: "
@@ -103,7 +104,7 @@ def run(config: ActivationsConfig, workdir: str) -> dict:
     probe_batch = _probe_batch(dataset, config.probe_examples)
     for depth in config.depths:
       for activation in config.activations:
-        group = train_group(config, dataset, probe_batch, depth, activation)
+        group = train_group(config, dataset, probe_batch, depth, activation, workdir)
         _report_progress(group)
         runs += group
   results = {"config": dataclasses.asdict(config), "seeds": list(config.seeds),
@@ -137,12 +138,17 @@ def _check(config: ActivationsConfig) -> None:
     raise ValueError("depths must be >= 1, and there must be at least one seed and one probe")
 
 
+def probe_every(config: ActivationsConfig) -> int:
+  """Steps between gradient probes (fit evaluates and probes on its multiples and at the end)."""
+  return config.steps if config.grad_probes == 1 else max(1, config.steps //
+                                                          (config.grad_probes - 1))
+
+
 def probe_steps(config: ActivationsConfig) -> list[int]:
   """The steps (0 = initialization) at which per-layer gradient norms are recorded."""
   if config.grad_probes == 1:
     return [0]
-  return sorted({round(i * config.steps / (config.grad_probes - 1))
-                 for i in range(config.grad_probes)})
+  return sorted({0, config.steps, *range(probe_every(config), config.steps, probe_every(config))})
 
 
 def _probe_batch(dataset: Dataset, size: int) -> dict[str, np.ndarray]:
@@ -155,8 +161,10 @@ def _probe_batch(dataset: Dataset, size: int) -> dict[str, np.ndarray]:
 # ---- one architecture: every init x seed in one vmapped program --------------------------------
 
 def train_group(config: ActivationsConfig, dataset: Dataset, probe_batch: dict, depth: int,
-                activation: str) -> list[dict]:
-  """Trains one (dataset, depth, activation) for every init and seed; one record per init."""
+                activation: str, workdir: str) -> list[dict]:
+  """Trains one (dataset, depth, activation) for every init and seed: one `fit` of the stacked
+  models into workdir/fits/DATASET/depth_D/ACTIVATION, without checkpoints (a group takes
+  seconds to minutes; a deep grid's checkpoints would take gigabytes). One record per init."""
   start = time.perf_counter()
   models = [MLP(widths=(config.width,) * (depth - 1), num_outputs=dataset.num_classes,
                 activation=activation, kernel_init=init) for init in config.inits]
@@ -164,26 +172,23 @@ def train_group(config: ActivationsConfig, dataset: Dataset, probe_batch: dict, 
   loss_fn = classification_loss(models[0])  # the init changes the draw, never the function
   probe = jax.jit(jax.vmap(lambda params, batch: layer_gradient_norms(
       lambda p: loss_fn(p, {}, batch, {})[0], params), in_axes=(0, None)))
-  batches = SeedBatches(dataset.train, config.batch_size, list(config.seeds) * len(config.inits))
-  states, norms = _train_and_probe(config, states, make_seeds_train_step(loss_fn), batches,
-                                   lambda params: probe(params, probe_batch))
-  eval_step = make_seeds_eval_step(classification_metrics(models[0]))
-  figures = {name: evaluate(eval_step, states, split, config.eval_batch_size)
-             for name, split in dataset.splits().items()}
+  at_init = probe(states.params, probe_batch)  # before fit, which donates the states
+  watch = (None if config.grad_probes == 1 else
+           lambda state: {"grad_norms": probe(state.params, probe_batch)})
+  fit_config = FitConfig(num_steps=config.steps, batch_size=config.batch_size,
+                         eval_every=probe_every(config), log_every=probe_every(config),
+                         checkpoint_every=0, eval_batch_size=config.eval_batch_size)
+  _, results = fit(states, train_step_fn(loss_fn), make_eval_step(classification_metrics(
+      models[0])), dataset, fit_config, os.path.join(workdir, "fits", dataset.name,
+                                                     f"depth_{depth}", activation),
+      seeds=list(config.seeds) * len(config.inits), watch=watch)
+  during = results["curves"].get("watch", {}).get("grad_norms", [])
+  norms = {0: np.asarray(at_init), **{step: np.asarray(value, dtype=np.float64) for step, value
+                                      in zip(results["curves"]["step"], during)}}
+  figures = {name: results[name] for name in dataset.splits()}
   seconds = time.perf_counter() - start
   return [_record(config, dataset.name, depth, activation, init, figures, norms, index, seconds)
           for index, init in enumerate(config.inits)]
-
-
-def _train_and_probe(config: ActivationsConfig, states, train_step, batches, probe):
-  """Trains the stacked states; `probe(params)` (per-layer gradient norms) at the probe steps."""
-  norms, probes = {}, probe_steps(config)
-  for step in range(config.steps + 1):
-    if step in probes:
-      norms[step] = probe(states.params)  # dispatched asynchronously; fetched once at the end
-    if step < config.steps:
-      states, _ = train_step(states, next(batches))
-  return states, {step: np.asarray(value) for step, value in jax.device_get(norms).items()}
 
 
 def _stacked_states(config: ActivationsConfig, models: list[MLP], example: np.ndarray):

@@ -48,7 +48,7 @@ from dl_jax.plots import save_figure, subplots
 from dl_jax.settings import at_least, each, one_of, positive_finite, setting
 from dl_jax.train import (FitConfig, classification_loss, classification_metrics, fit,
                           make_eval_step, make_train_step)
-from dl_jax.train.fit import scanned, steps_per_call
+from dl_jax.train.calls import scanned, steps_per_call, tree_bytes
 from dl_jax.train.seeds import make_seeds_init, stacked_train_step, unstack_state
 from dl_jax.train.writers import write_config
 from dl_jax.stats import mean_std, percent
@@ -190,9 +190,10 @@ def train_batch_size(config: MinibatchConfig, dataset, model, batch_size: int,
 def _step_memory(train_step, states, fit_config: FitConfig, dataset) -> int:
   """Bytes XLA assigns to one of fit's compiled calls (arguments, outputs and temporaries)."""
   seeds = len(states.step)
-  steps = steps_per_call(fit_config, dataset, models=seeds)
+  example = dataset.train.gather(np.arange(1))
+  steps = steps_per_call(fit_config, fit_config.batch_size * tree_bytes(example), models=seeds)
   batches = {k: jax.ShapeDtypeStruct((steps, seeds, fit_config.batch_size, *v.shape[1:]), v.dtype)
-             for k, v in dataset.train.gather(np.arange(1)).items()}
+             for k, v in example.items()}
   call = scanned(stacked_train_step(train_step))
   stats = call.lower(states, batches).compile().memory_analysis()
   return int(stats.argument_size_in_bytes + stats.output_size_in_bytes

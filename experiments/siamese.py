@@ -21,7 +21,7 @@ one per input, each narrower so that both together have the shared encoder's par
 the unshared ones a pair's first input goes through encoder a and the second through encoder b;
 one-shot queries through a, supports through b. The baseline `pixels` is the same evaluation on raw
 pixel distances (nearest neighbour on pixels). All seeds of a variant train together, stacked
-under one vmapped, jitted step (dl_jax.train.seeds); every variant sees the same pair stream per
+in one `fit` (dl_jax.train.seeds), which checkpoints, resumes and stops on NaN; every variant sees the same pair stream per
 seed and every model the same evaluation pairs and episodes (a paired comparison).
 
 The question: does one encoder shared by both inputs generalize better than two unshared ones, on
@@ -50,9 +50,10 @@ from dl_jax.metric_losses import pair_distances
 from dl_jax.models.mlp import MLP
 from dl_jax.models.siamese import PairEncoder
 from dl_jax.settings import at_least, each, one_of, positive_finite, setting
-from dl_jax.train import NonFiniteError, count_params
+from dl_jax.train import FitConfig, fit
 from dl_jax.train.metric_learning import LOSSES, pair_loss
-from dl_jax.train.seeds import make_seeds_init, make_seeds_train_step, unstack_state
+from dl_jax.train.seeds import make_seeds_init
+from dl_jax.train.step import train_step_fn
 from dl_jax.train.writers import write_config
 from dl_jax.verification import (best_threshold, one_shot_accuracy, verification_accuracy,
                                  verification_auc)
@@ -129,7 +130,7 @@ def run(config: SiameseConfig, workdir: str) -> dict:
              "eval_set_sizes": {name: s["size"] for name, s in eval_sets.items()},
              "variants": {BASELINE: {"num_params": 0, **score(pixels, pixels, eval_sets)}}}
   for variant in config.variants:
-    results["variants"][variant] = train_variant(config, dataset, eval_sets, variant)
+    results["variants"][variant] = train_variant(config, dataset, eval_sets, variant, workdir)
     _report_progress(variant, results["variants"][variant])
   results["wall_seconds"] = time.perf_counter() - start
   results["plots"] = save_plots(results, os.path.join(workdir, "plots"))
@@ -266,31 +267,33 @@ def variant_model(config: SiameseConfig, variant: str, in_dim: int) -> PairEncod
   return PairEncoder(encoder, shared=variant == "shared")
 
 
-def train_variant(config: SiameseConfig, dataset: Dataset, eval_sets: dict, variant: str) -> dict:
-  """Trains every seed of `variant` together; returns its figures, curves and parameter count."""
+def train_variant(config: SiameseConfig, dataset: Dataset, eval_sets: dict, variant: str,
+                  workdir: str) -> dict:
+  """Trains every seed of `variant` together: one `fit` of the stacked seeds on pair (or
+  triplet) batches into workdir/fits/VARIANT (a rerun resumes from its checkpoint); returns its
+  figures, training curves and parameter count."""
   start = time.perf_counter()
   example = dataset.train.gather([0])["x"]
   model = variant_model(config, variant, example[0].size)
   schedule = optim.make_schedule(config.schedule, config.learning_rate, config.steps,
                                  config.warmup_steps)
   tx = optim.make_optimizer(config.optimizer, schedule)
-  states = make_seeds_init(model, tx, (example, example))(list(config.seeds))
-  train_step = make_seeds_train_step(pair_loss(model, config.loss, config.margin))
   kind = "pairs" if config.loss == "contrastive" else "triplets"
-  streams = [PairBatches(dataset.train, config.batch_size, seed, config.seen_classes, kind)
-             for seed in config.seeds]
-  curves = {"step": [], "loss": [], "same_distance": [], "different_distance": []}
-  for step in range(config.steps):
-    batches = [s.batch(step) for s in streams]
-    states, metrics = train_step(states, {k: np.stack([b[k] for b in batches]) for k in batches[0]})
-    if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-      _log(curves, step + 1, jax.device_get(metrics))
+  fit_config = FitConfig(num_steps=config.steps, batch_size=config.batch_size,
+                         eval_every=config.steps, log_every=config.log_every,
+                         checkpoint_every=config.steps)
+  states, results = fit(
+      make_seeds_init(model, tx, (example, example))(list(config.seeds)),
+      train_step_fn(pair_loss(model, config.loss, config.margin)), None, dataset, fit_config,
+      os.path.join(workdir, "fits", variant), seeds=list(config.seeds),
+      batches=lambda seed, at: PairBatches(dataset.train, config.batch_size, seed,
+                                           config.seen_classes, kind, at))
   embeddings = {branch: {name: np.asarray(embed_seeds(model, branch)(states.params,
                                                                   split.materialize()["x"]))
                          for name, split in dataset.splits().items()} for branch in ("a", "b")}
-  return {"num_params": count_params(unstack_state(states, 0).params),
-          "encoder_widths": list(model.encoder.widths), "curves": curves,
-          "train_seconds": time.perf_counter() - start,
+  return {"num_params": results["num_params"], "encoder_widths": list(model.encoder.widths),
+          "curves": results["train_curves"], "train_seconds": time.perf_counter() - start,
+          "resumed_from_step": results["resumed_from_step"],
           **score(embeddings["a"], embeddings["b"], eval_sets)}
 
 
@@ -298,17 +301,6 @@ def embed_seeds(model: PairEncoder, branch: str):
   """`embed(stacked_params, x) -> [seeds, examples, dim]` through one branch, jitted."""
   return jax.jit(jax.vmap(lambda params, x: model.apply({"params": params}, x, branch,
                                                         method="embed"), in_axes=(0, None)))
-
-
-def _log(curves: dict, step: int, metrics: dict) -> None:
-  """Appends per-seed values; stops the run on a non-finite loss, naming the step."""
-  loss = np.asarray(metrics["loss"])
-  if not np.all(np.isfinite(loss)):
-    raise NonFiniteError(f"training stopped: non-finite loss by step {step}; lower the "
-                         "learning rate.")
-  curves["step"].append(step)
-  for name in ("loss", "same_distance", "different_distance"):
-    curves[name].append(np.asarray(metrics[name]).tolist())
 
 
 def _report_progress(variant: str, figures: dict) -> None:

@@ -10,7 +10,7 @@ import optax
 
 from dl_jax.data import load_dataset
 from dl_jax.environment import cpu_model
-from dl_jax.train.fit import scanned
+from dl_jax.train.calls import scanned
 from dl_jax.train.seeds import stacked_eval_step, stacked_train_step
 from experiments import mnist1d_table
 

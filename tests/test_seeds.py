@@ -50,14 +50,15 @@ def test_seed_batches_stack_each_seeds_own_batches(blob_dataset):
       np.testing.assert_array_equal(batch["x"][index], next(iterator)["x"])
 
 
-def _fit_seeds(directory, dataset, seeds, num_steps=30, dropout_rate=0.0, tx=None, **options):
+def _fit_seeds(directory, dataset, seeds, num_steps=30, dropout_rate=0.0, tx=None, watch=None,
+               **options):
   model = MLP(widths=(16,), num_outputs=3, dropout_rate=dropout_rate)
   states = create_seed_states(model, tx or optax.adam(1e-2), dataset.train.gather([0])["x"], seeds)
   config = FitConfig(num_steps=num_steps, batch_size=16, **{
       "eval_every": 10, "log_every": 10, "checkpoint_every": 10, **options})
   return fit(states, make_train_step(classification_loss(model)),
              make_eval_step(classification_metrics(model)), dataset, config, str(directory),
-             seeds=seeds)
+             seeds=seeds, watch=watch)
 
 
 def test_fit_with_stacked_seeds_matches_each_seed_trained_alone(blob_dataset, tmp_path):
@@ -101,6 +102,29 @@ def test_fit_with_stacked_seeds_stops_on_a_non_finite_loss_and_names_the_seed(bl
   tx = optax.sgd(optax.piecewise_constant_schedule(0.01, {5: 1e32}))
   with pytest.raises(NonFiniteError, match=r"at step 6 for seeds \[0, 1\]"):
     _fit_seeds(tmp_path, blob_dataset, [0, 1], num_steps=20, tx=tx)
+
+
+def test_a_watch_logs_its_figures_at_every_evaluation_per_seed(blob_dataset, tmp_path):
+  states, results = _fit_seeds(tmp_path, blob_dataset, [0, 1], num_steps=25,
+                               watch=lambda state: {"param_norm": jax.vmap(optax.tree.norm)(
+                                   state.params), "step": state.step})
+  watched = results["curves"]["watch"]
+  assert results["curves"]["step"] == [10, 20, 25] and watched["step"] == [[10, 10], [20, 20],
+                                                                            [25, 25]]
+  final = np.asarray(jax.vmap(optax.tree.norm)(states.params))
+  np.testing.assert_allclose(watched["param_norm"][-1], final, rtol=1e-6)
+  assert watched["param_norm"][0] != watched["param_norm"][-1]
+
+
+def test_without_checkpoints_a_rerun_trains_again_to_the_same_result(blob_dataset, tmp_path):
+  first, _ = _fit_seeds(tmp_path, blob_dataset, [0, 1], checkpoint_every=0)
+  assert not any((tmp_path / "checkpoints").iterdir())
+  again, results = _fit_seeds(tmp_path, blob_dataset, [0, 1], checkpoint_every=0)
+  assert results["resumed_from_step"] is None and results["curves"]["step"] == [10, 20, 30]
+  chex.assert_trees_all_equal(again.params, first.params)
+  tx = optax.sgd(optax.piecewise_constant_schedule(0.01, {5: 1e32}))
+  with pytest.raises(NonFiniteError, match="at step 6 .* No checkpoint was written"):
+    _fit_seeds(tmp_path / "nan", blob_dataset, [0, 1], tx=tx, checkpoint_every=0)
 
 
 def test_fit_refuses_stacked_seeds_it_cannot_train(blob_dataset, tmp_path):

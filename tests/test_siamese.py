@@ -1,6 +1,7 @@
 import dataclasses
 import json
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,8 +14,10 @@ from dl_jax.data.pairs import (ClassIndex, PairBatches, per_class_subset, sample
 from dl_jax.metric_losses import contrastive_loss, triplet_loss
 from dl_jax.models.mlp import MLP
 from dl_jax.models.siamese import PairEncoder, SharedTrunk
-from dl_jax.train import count_params, create_train_state, make_train_step
+from dl_jax.train import FitConfig, count_params, create_train_state, fit, make_train_step
 from dl_jax.train.metric_learning import pair_loss
+from dl_jax.train.seeds import make_seeds_init, unstack_state
+from dl_jax.train.step import train_step_fn
 from dl_jax.verification import best_threshold, one_shot_accuracy, verification_accuracy
 from experiments import siamese
 
@@ -135,6 +138,32 @@ def test_pair_loss_trains_a_shared_encoder(loss, kind):
     losses.append(float(metrics["loss"]))
   assert losses[-1] < 0.5 * losses[0]
   assert float(metrics["different_distance"]) > float(metrics["same_distance"])
+
+
+def test_fit_on_pair_batches_resumes_to_the_uninterrupted_result(tmp_path):
+  # fit reads PairBatches as its batch source (each seed its own stream) and checkpoints where
+  # each stream stands: 12 steps, or 6 then a rerun to 12, give identical encoders.
+  dataset = load_dataset("mnist", 0.0)
+  model = PairEncoder(MLP(widths=(16,), num_outputs=4))
+  example = dataset.train.gather([0])["x"]
+
+  def train(steps, workdir):
+    states = make_seeds_init(model, optax.adam(1e-2), (example, example))([0, 1])
+    return fit(states, train_step_fn(pair_loss(model)), None, dataset,
+               FitConfig(num_steps=steps, batch_size=16, eval_every=6, log_every=3,
+                         checkpoint_every=6), str(workdir), seeds=[0, 1],
+               batches=lambda seed, at: PairBatches(dataset.train, 16, seed, (0, 1, 2),
+                                                    position=at))
+
+  whole, results = train(12, tmp_path / "whole")
+  train(6, tmp_path / "cut")
+  resumed, again = train(12, tmp_path / "cut")
+  assert again["resumed_from_step"] == 6 and "test" not in again  # no eval_step: no figures
+  chex.assert_trees_all_equal(resumed.params, whole.params)
+  assert results["train_curves"]["step"] == [3, 6, 9, 12]
+  assert np.shape(results["train_curves"]["loss"]) == (4, 2)
+  seed0, seed1 = (unstack_state(whole, i).params for i in (0, 1))
+  assert not np.array_equal(*(jax.tree_util.tree_leaves(p)[0] for p in (seed0, seed1)))
 
 
 def test_metric_losses_reject_bad_inputs():

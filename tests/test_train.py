@@ -17,7 +17,7 @@ from dl_jax.models import MLP
 from dl_jax.train import (Checkpointer, FitConfig, NonFiniteError, classification_loss,
                           classification_metrics, create_train_state, evaluate, fit,
                           make_eval_step, make_train_step, step_rngs)
-from dl_jax.train.fit import MAX_CALL_BYTES, call_sizes, steps_per_call
+from dl_jax.train.calls import MAX_CALL_BYTES, call_sizes, steps_per_call
 from experiments import train as train_experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,12 +115,12 @@ def test_calls_end_on_every_logging_evaluation_and_checkpoint_step():
 def test_steps_per_call_divides_the_intervals_within_its_caps(blob_dataset):
   config = FitConfig(num_steps=6000, batch_size=10, log_every=100, eval_every=250,
                      checkpoint_every=1000)
-  assert steps_per_call(config, blob_dataset) == 50
-  assert steps_per_call(dataclasses.replace(config, max_steps_per_call=30), blob_dataset) == 25
-  assert steps_per_call(config, blob_dataset, hooks=[print]) == 1
-  example_bytes = sum(array.nbytes for array in blob_dataset.train.gather([0]).values())
-  huge_batch = MAX_CALL_BYTES // (7 * example_bytes)  # 7 batches fit in a call, not 10
-  assert steps_per_call(dataclasses.replace(config, batch_size=huge_batch), blob_dataset) == 5
+  assert steps_per_call(config, 1000) == 50
+  assert steps_per_call(dataclasses.replace(config, max_steps_per_call=30), 1000) == 25
+  assert steps_per_call(config, 1000, hooks=[print]) == 1
+  batch_bytes = MAX_CALL_BYTES // 7  # 7 batches fit in a call, not 10
+  assert steps_per_call(config, batch_bytes) == 5
+  assert steps_per_call(config, batch_bytes // 4, models=4) == 5  # 4 stacked models' batches
 
 
 def test_several_steps_per_call_train_as_one_step_per_call_does(blob_dataset, tmp_path):

@@ -86,9 +86,9 @@ class BatchGroups:
   [size, batch, ...] by one indexing operation: the input of one call that runs `size` steps.
   `position` is the wrapped iterator's, so a checkpoint resumes it exactly.
 
-  With a list of iterators over one split (one per model stacked on a leading axis, e.g. one per
-  seed), each group is [size, models, batch, ...], model i's batches from iterator i, and
-  `position` lists their positions.
+  With a list of iterators (one per model stacked on a leading axis, e.g. one per seed), each
+  group is [size, models, batch, ...], model i's batches from iterator i, and `position` lists
+  their positions. Any iterator with `next_batches(count)` and `position` serves (e.g. pairs).
   """
 
   def __init__(self, batches: BatchIterator | list[BatchIterator], sizes: list[int]):
@@ -107,5 +107,8 @@ class BatchGroups:
     size = next(self._sizes)
     if not isinstance(self.batches, list):
       return self.batches.next_batches(size)
-    positions = np.stack([it.next_positions(size) for it in self.batches], axis=1)
-    return gather_stacked(self.batches[0].split, positions)
+    if all(isinstance(it, BatchIterator) for it in self.batches):  # one gather for all
+      positions = np.stack([it.next_positions(size) for it in self.batches], axis=1)
+      return gather_stacked(self.batches[0].split, positions)
+    groups = [it.next_batches(size) for it in self.batches]
+    return {key: np.stack([g[key] for g in groups], axis=1) for key in groups[0]}

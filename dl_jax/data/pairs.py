@@ -5,6 +5,8 @@ chosen uniformly, so pairs are balanced whatever the class frequencies. The same
 same draw; a training stream seeds step `t` with (seed, t), so a resumed run sees the same batches.
 """
 
+from typing import Sequence
+
 import numpy as np
 
 from dl_jax.data.split import Split
@@ -112,16 +114,29 @@ def per_class_subset(index: ClassIndex, per_class: int, rng: np.random.Generator
 
 class PairBatches:
   """Training batches of pairs ({'x_a', 'x_b', 'same'}) or triplets ({'x_a', 'x_p', 'x_n'}) of
-  `split`'s examples of `classes`; step t is drawn from the generator seeded with (seed, t)."""
+  `split`'s examples of `classes`; step t is drawn from the generator seeded with (seed, t).
+  As a batch source of `fit` it reads on from `position` (0, t): batch t next."""
 
   KINDS = ("pairs", "triplets")
 
-  def __init__(self, split: Split, batch_size: int, seed: int, classes=None, kind: str = "pairs"):
+  def __init__(self, split: Split, batch_size: int, seed: int, classes=None, kind: str = "pairs",
+               position: Sequence[int] = (0, 0)):
     if kind not in self.KINDS:
       raise ValueError(f"unknown kind {kind!r}; choose one of {self.KINDS}.")
     _check_count(batch_size, "batch_size", 2)
     self.split, self.batch_size, self.seed, self.kind = split, batch_size, seed, kind
     self.index = ClassIndex(split.labels, classes)
+    self.next_step = int(position[1])
+
+  @property
+  def position(self) -> tuple[int, int]:
+    return 0, self.next_step
+
+  def next_batches(self, count: int) -> dict[str, np.ndarray]:
+    """The next `count` batches, stacked [count, batch, ...]."""
+    batches = [self.batch(self.next_step + i) for i in range(count)]
+    self.next_step += count
+    return {key: np.stack([b[key] for b in batches]) for key in batches[0]}
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([self.seed, step])

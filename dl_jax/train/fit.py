@@ -8,7 +8,6 @@ logs, evaluates or checkpoints, so every figure and checkpoint falls on the step
 
 import dataclasses
 import functools
-import math
 import os
 import time
 from typing import Callable, Sequence
@@ -21,11 +20,13 @@ from dl_jax.data import BatchGroups, BatchIterator, Dataset
 from dl_jax.errors import UserError
 from dl_jax.data.prefetch import Prefetcher
 from dl_jax.phases import Phases
+from dl_jax.train.calls import call_sizes, scanned, steps_per_call, tree_bytes
 from dl_jax.train.checkpoint import Checkpointer
 from dl_jax.train.evaluate import evaluate
 from dl_jax.train.parallel import DataParallel
 from dl_jax.train.seeds import stacked_eval_step, stacked_train_step, unstack_state
 from dl_jax.train.state import TrainState, count_params, tree_digest
+from dl_jax.train.step_timer import StepTimer
 from dl_jax.train.workdir_lock import workdir_lock
 from dl_jax.train.writers import MetricsLog, Progress, write_json
 
@@ -33,9 +34,16 @@ Hook = Callable[[int, TrainState], None]
 """Called after every step with (step, state); e.g. to save plots or inspect activations. A run
 with hooks runs one step per call."""
 
-MAX_CALL_BYTES = 64 * 2**20
-"""The most batch data one multi-step call reads at once."""
+Watch = Callable[[TrainState], dict]
+"""Called with the state at every evaluation during training; its figures (arrays, a row per
+seed for stacked seeds) are logged beside the evaluation as 'watch/NAME' and come back in
+results['curves']['watch'][NAME]. Steps still run many per call."""
 
+BatchSource = Callable[[int, Sequence[int]], object]
+"""batches(seed, position) -> the training batches of one model from `position` (a
+BatchIterator's (epoch, index), restored from a checkpoint): its `next_batches(count)` stacks
+`count` batches [count, batch, ...], its `position` says where it stands. Default: a
+BatchIterator over dataset.train in the seed's order."""
 
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
@@ -44,7 +52,7 @@ class FitConfig:
   seed: int = 0  # the order of training examples
   eval_every: int = 500
   log_every: int = 100
-  checkpoint_every: int = 1000
+  checkpoint_every: int = 1000  # 0: no checkpoints (a rerun trains from the start)
   patience: int = 0  # evaluations without a better validation accuracy before stopping; 0: off
   eval_batch_size: int = 1000
   train_eval_examples: int = 10_000  # periodic train figures use this fixed subset of train
@@ -76,7 +84,9 @@ def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitC
         workdir: str, hooks: Sequence[Hook] = (),
         parallel: DataParallel | None = None,
         phases: Phases | None = None,
-        seeds: Sequence[int] | None = None) -> tuple[TrainState, dict]:
+        seeds: Sequence[int] | None = None,
+        watch: Watch | None = None,
+        batches: BatchSource | None = None) -> tuple[TrainState, dict]:
   """Trains `state` for `config.num_steps` steps (resuming from `workdir/checkpoints` if there is
   one), then evaluates every split. Writes metrics.jsonl and results.json; returns the results.
   With `parallel`, batches are split over its mesh and the state is replicated on it. The wall
@@ -87,19 +97,26 @@ def fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitC
   reads the batches of its own order (`seeds[i]` in place of `config.seed`), one compiled call
   steps every model (fit vmaps the single-model `train_step` and `eval_step`), and every figure
   is a list with one value per seed. Early stopping needs one model, so `patience` is refused.
+
+  `batches` replaces the training batches (e.g. pairs for a metric loss); `eval_step` None, for a
+  model the dataset's splits cannot score, leaves evaluations to `watch` and the final figures
+  to the caller.
   """
+  _check_options(eval_step, config, parallel, batches)
   with workdir_lock(workdir):
     return _fit(state, train_step, eval_step, dataset, config, workdir, hooks, parallel, phases,
-                seeds)
+                seeds, watch, batches)
 
 
 def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: FitConfig,
          workdir: str, hooks: Sequence[Hook], parallel: DataParallel | None,
-         phases: Phases | None, seeds: Sequence[int] | None) -> tuple[TrainState, dict]:
+         phases: Phases | None, seeds: Sequence[int] | None, watch: Watch | None,
+         source: BatchSource | None) -> tuple[TrainState, dict]:
   phases = phases if phases is not None else Phases()
   if seeds is not None:
     _check_seeds(state, seeds, config, parallel)
-    train_step, eval_step = stacked_train_step(train_step), stacked_eval_step(eval_step)
+    train_step = stacked_train_step(train_step)
+    eval_step = None if eval_step is None else stacked_eval_step(eval_step)
   parallel = parallel or _SingleDevice()
   parallel.check_batch_size(config.batch_size)
   cache_before = compilation_cache.counts()
@@ -120,15 +137,17 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
   state = parallel.put_state(state)
   evaluate_split = functools.partial(evaluate, eval_step, batch_size=config.eval_batch_size,
                                      place=parallel.put_replicated)
-  probes = _probes(dataset, config)
+  probes = {} if eval_step is None else _probes(dataset, config)
   step, pending = _step_of(state), []
   progress = Progress(config.num_steps, step)
-  timer = _StepTimer(step)
+  timer = StepTimer(step)
+  source = source or _default_source(dataset, config, parallel.process_shard)
   models = 1 if seeds is None else len(seeds)
-  sizes = call_sizes(step, config.num_steps, steps_per_call(config, dataset, hooks, models))
-  batches = Prefetcher(
-      _batch_groups(dataset, config, record["position"], sizes, parallel.process_shard, seeds),
-      _prefetch(config, dataset), count=len(sizes), place=parallel.put_batches)
+  sizes = call_sizes(step, config.num_steps, steps_per_call(
+      config, tree_bytes(source((seeds or [config.seed])[0], (0, 0)).next_batches(1)), hooks,
+      models))
+  batches = Prefetcher(_batch_groups(source, config, record["position"], sizes, seeds),
+                       _prefetch(config, dataset), count=len(sizes), place=parallel.put_batches)
   run_steps = scanned(train_step)
   loop_start, inner_start = time.perf_counter(), _inner_seconds(phases)
   try:
@@ -142,7 +161,7 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
         hook(step, state)
       last = step == config.num_steps
       logs, evals = step % config.log_every == 0 or last, step % config.eval_every == 0 or last
-      saves = step % config.checkpoint_every == 0 or last or record["stopped_early"]
+      saves = bool(config.checkpoint_every) and (step % config.checkpoint_every == 0 or last)
       if logs or evals or saves:
         jax.block_until_ready(metrics)  # the steps' own time, not the phases' below
       if logs:
@@ -155,6 +174,9 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
         with phases("evaluation during training"):
           scores = {f"{name}/{k}": v for name, split in probes.items()
                     for k, v in evaluate_split(state, split).items()}
+          if watch is not None:
+            scores.update({f"watch/{k}": np.asarray(v).tolist()
+                           for k, v in jax.device_get(watch(state)).items()})
           log.write(step, {**scores, "train_seconds": seconds})
           if best is not None:
             _track_best(record, scores["val/accuracy"], step, state, best, config.patience)
@@ -163,8 +185,9 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
           summary = _flush(pending, checkpoints, seeds)
           if summary:
             log.write(step, {f"train/{k}": v for k, v in summary.items()})
-          record["position"] = list(batches.position)
-          checkpoints.save(step, state, record)
+          if config.checkpoint_every:
+            record["position"] = list(batches.position)
+            checkpoints.save(step, state, record)
   finally:
     batches.close()
     progress.close()
@@ -177,13 +200,14 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
     state = parallel.put_state(state)
     best.close()
   with phases("final evaluation"):
-    figures = final_figures(evaluate_split, state, dataset)
+    figures = {} if eval_step is None else final_figures(evaluate_split, state, dataset)
   one_model = state if seeds is None else unstack_state(state, 0)
   results = {
       "step": step, "selected_step": _step_of(state), "stopped_early": record["stopped_early"],
       "resumed_from_step": resumed_from, "num_params": count_params(one_model.params),
       "params_fingerprint": params_fingerprint(state.params), **train_seconds, **figures,
-      "curves": evaluation_curves(log.read()), "phases": dict(phases.seconds),
+      "curves": evaluation_curves(log.read()), "train_curves": training_curves(log.read()),
+      "phases": dict(phases.seconds),
   }
   if seeds is not None:
     results["seeds"] = list(seeds)
@@ -191,40 +215,6 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
                                    for key, count in compilation_cache.counts().items()}
   write_json(os.path.join(workdir, "results.json"), results)
   return state, results
-
-
-def steps_per_call(config: FitConfig, dataset: Dataset, hooks: Sequence[Hook] = (),
-                   models: int = 1) -> int:
-  """Steps per compiled call: the largest divisor of the logging, evaluation and checkpoint
-  intervals within `config.max_steps_per_call` and MAX_CALL_BYTES (for `models` stacked models);
-  1 when hooks watch each step."""
-  if hooks:
-    return 1
-  interval = math.gcd(config.log_every, config.eval_every, config.checkpoint_every)
-  batch_bytes = models * config.batch_size * sum(
-      np.dtype(array.dtype).itemsize * math.prod(array.shape[1:])
-      for array in jax.tree_util.tree_leaves(dataset.train.gather(np.arange(1))))
-  most = max(min(config.max_steps_per_call, MAX_CALL_BYTES // max(batch_bytes, 1)), 1)
-  return max(d for d in range(1, min(interval, most) + 1) if interval % d == 0)
-
-
-def call_sizes(start: int, stop: int, every: int) -> list[int]:
-  """Steps of each call from step `start` to `stop`: calls end on the multiples of `every` (where
-  the loop logs, evaluates and checkpoints) and at `stop`."""
-  sizes, step = [], start
-  while step < stop:
-    size = min(every - step % every, stop - step)
-    sizes.append(size)
-    step += size
-  return sizes
-
-
-@functools.lru_cache(maxsize=64)
-def scanned(train_step):
-  """`run(state, batches) -> (state, metrics)`: `train_step` over the leading axis of `batches`,
-  one compiled program per group size, the state donated; metrics stacked [steps, ...]."""
-  return jax.jit(lambda state, batches: jax.lax.scan(train_step, state, batches),
-                 donate_argnums=0)
 
 
 def _step_of(state: TrainState) -> int:
@@ -244,15 +234,28 @@ def _check_seeds(state: TrainState, seeds: Sequence[int], config: FitConfig,
     raise SeedsError("stacked seeds train on one device; leave out the data-parallel mesh")
 
 
-def _batch_groups(dataset: Dataset, config: FitConfig, position, sizes: list[int],
-                  shard: tuple[int, int], seeds: Sequence[int] | None) -> BatchGroups:
+def _check_options(eval_step, config: FitConfig, parallel: DataParallel | None,
+                   batches: BatchSource | None) -> None:
+  if eval_step is None and config.patience:
+    raise UserError("early stopping (patience) follows the validation accuracy: give fit an "
+                    "eval_step, or set patience to 0")
+  if batches is not None and parallel is not None:
+    raise UserError("data-parallel training shards the default batches over processes; train a "
+                    "custom batch source on one device")
+
+
+def _default_source(dataset: Dataset, config: FitConfig, shard: tuple[int, int]) -> BatchSource:
+  """BatchIterators over dataset.train: this process's shard of each batch."""
+  return lambda seed, at: BatchIterator(dataset.train, config.batch_size, seed,
+                                        config.drop_remainder, position=tuple(at), shard=shard)
+
+
+def _batch_groups(source: BatchSource, config: FitConfig, position, sizes: list[int],
+                  seeds: Sequence[int] | None) -> BatchGroups:
   """The training batches from `position`: one order (`config.seed`), or one per seed."""
-  def iterator(seed: int, at) -> BatchIterator:
-    return BatchIterator(dataset.train, config.batch_size, seed, config.drop_remainder,
-                         position=tuple(at), shard=shard)
   if seeds is None:
-    return BatchGroups(iterator(config.seed, position), sizes)
-  return BatchGroups([iterator(seed, at) for seed, at in zip(seeds, position)], sizes)
+    return BatchGroups(source(config.seed, position), sizes)
+  return BatchGroups([source(seed, at) for seed, at in zip(seeds, position)], sizes)
 
 
 def _inner_seconds(phases: Phases) -> float:
@@ -266,7 +269,7 @@ def _prefetch(config: FitConfig, dataset: Dataset) -> int:
   return 2 if isinstance(dataset.train.x, np.memmap) else 0
 
 
-def _add_loop_phases(phases: Phases, timer: "_StepTimer", loop_seconds: float) -> None:
+def _add_loop_phases(phases: Phases, timer: StepTimer, loop_seconds: float) -> None:
   """Splits the loop's time not yet given to a phase into the first call (compilation included),
   waiting for batches, and the training steps."""
   if timer.first_call_s is None:
@@ -306,6 +309,18 @@ def evaluation_curves(lines: list[dict]) -> dict:
   return curves
 
 
+def training_curves(lines: list[dict]) -> dict:
+  """The logged training metrics from metrics.jsonl's lines: curves["step"] and curves[metric],
+  each point the mean over the steps since the previous one (per-seed lists for stacked seeds)."""
+  curves = {"step": []}
+  for line in (line for line in lines if any(key.startswith("train/") for key in line)):
+    curves["step"].append(line["step"])
+    for key, value in line.items():
+      if key.startswith("train/"):
+        curves.setdefault(key[len("train/"):], []).append(value)
+  return curves
+
+
 def params_fingerprint(params) -> str:
   """A short hash of every parameter's bytes: equal fingerprints mean bit-identical parameters."""
   return tree_digest(params)[:16]
@@ -332,9 +347,11 @@ def _flush(pending: list, checkpoints: Checkpointer,
                       for k, v in sorted(values.items()))
     where = f"step {steps[row]}" if seeds is None else (
         f"step {steps[row]} for seeds {[seeds[i] for i in np.nonzero(~finite[row])[0]]}")
+    last = checkpoints.latest_step()
+    kept = ("No checkpoint was written." if last is None else
+            f"The last checkpoint (step {last}) in {checkpoints.directory} is intact.")
     raise NonFiniteError(
-        f"training stopped: non-finite loss or gradient at {where} ({shown}). The last "
-        f"checkpoint (step {checkpoints.latest_step()}) in {checkpoints.directory} is intact. "
+        f"training stopped: non-finite loss or gradient at {where} ({shown}). {kept} "
         "Lower the learning rate, clip gradients, or check the inputs.")
   return {k: np.mean(v, axis=0).tolist() for k, v in values.items()}
 
@@ -386,39 +403,3 @@ class _SingleDevice:
 
   def put_replicated(self, arrays):
     return arrays
-
-
-class _StepTimer:
-  """Separates the first call (compilation included) from the steady-state rate, and counts the
-  time the loop waits for its next batches: reading and placing them, or, with a prefetch
-  thread, only what that thread has not read yet."""
-
-  def __init__(self, start_step: int):
-    self.start_step, self.t0 = start_step, time.perf_counter()
-    self.first_call_s, self.t1, self.steps, self.data_s = None, None, 0, 0.0
-    self.first_data_s, self.first_steps = 0.0, 0
-
-  def timed_data(self, read_batches):
-    start = time.perf_counter()
-    batches = read_batches()
-    self.data_s += time.perf_counter() - start
-    if self.first_call_s is None:
-      self.first_data_s = self.data_s
-    return batches
-
-  def after_step(self, step: int, metrics) -> None:
-    self.steps = step - self.start_step
-    if self.first_call_s is None:
-      jax.block_until_ready(metrics)
-      self.t1 = time.perf_counter()
-      self.first_call_s, self.first_steps = self.t1 - self.t0, self.steps
-
-  def seconds(self) -> dict[str, float]:
-    if self.first_call_s is None:
-      return {"train_seconds": 0.0}
-    end = time.perf_counter()
-    rest = self.steps - self.first_steps
-    return {"train_seconds": end - self.t0, "first_call_seconds": self.first_call_s,
-            "first_call_steps": self.first_steps,
-            "steps_per_sec": rest / (end - self.t1) if rest else None,
-            "data_seconds": self.data_s, "data_share": self.data_s / (end - self.t0)}
