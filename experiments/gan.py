@@ -53,6 +53,7 @@ from dl_jax.settings import at_least, between, non_negative_finite, positive_fin
 from dl_jax.stats import mean_std
 from dl_jax.train import (FitConfig, classification_loss, classification_metrics, fit,
                           make_eval_step, make_train_step, stream_key)
+from dl_jax.train.calls import Periodic
 from dl_jax.train.state import count_params, create_train_state
 from dl_jax.train.writers import write_config
 from experiments.reports.gan import (markdown_report, plot_class_histogram, plot_final_samples,
@@ -302,17 +303,17 @@ def train_and_judge(config: GANConfig, parts: GANParts, dataset: Dataset, judge:
   grids = os.path.join(workdir, "plots", f"samples_seed{seed}")
 
   def save_grid(step: int, state) -> None:
-    if step % config.sample_every == 0 or step == config.steps:
-      save_sample_grid({f"seed {seed}": np.asarray(parts.sample(state, fixed_z))},
-                       os.path.join(grids, f"step_{step:06d}.png"),
-                       f"fixed latent codes, step {step}", config.grid_columns)
+    save_sample_grid({f"seed {seed}": np.asarray(parts.sample(state, fixed_z))},
+                     os.path.join(grids, f"step_{step:06d}.png"),
+                     f"fixed latent codes, step {step}", config.grid_columns)
 
   fit_config = FitConfig(num_steps=config.steps, batch_size=config.batch_size, seed=seed,
                          eval_every=config.eval_every, log_every=config.log_every,
                          checkpoint_every=config.checkpoint_every,
                          eval_batch_size=config.eval_batch_size)
   state, figures = fit(state, parts.train_step, parts.eval_step, dataset, fit_config,
-                       os.path.join(workdir, f"seed_{seed}"), hooks=[save_grid])
+                       os.path.join(workdir, f"seed_{seed}"),
+                       hooks=[Periodic(config.sample_every, save_grid)])
   averaged = judge_samples(config, parts, state, judge, reference, averaged=True)
   last = judge_samples(config, parts, state, judge, reference, averaged=False)
   ratio = averaged["frechet_generated_test"] / reference.figures["frechet_train_test"]

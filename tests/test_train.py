@@ -17,7 +17,7 @@ from dl_jax.models import MLP
 from dl_jax.train import (Checkpointer, FitConfig, NonFiniteError, classification_loss,
                           classification_metrics, create_train_state, evaluate, fit,
                           make_eval_step, make_train_step, step_rngs)
-from dl_jax.train.calls import MAX_CALL_BYTES, call_sizes, steps_per_call
+from dl_jax.train.calls import MAX_CALL_BYTES, Periodic, call_sizes, steps_per_call
 from experiments import train as train_experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,6 +121,18 @@ def test_steps_per_call_divides_the_intervals_within_its_caps(blob_dataset):
   batch_bytes = MAX_CALL_BYTES // 7  # 7 batches fit in a call, not 10
   assert steps_per_call(config, batch_bytes) == 5
   assert steps_per_call(config, batch_bytes // 4, models=4) == 5  # 4 stacked models' batches
+
+
+def test_a_periodic_hook_sees_its_steps_while_steps_run_many_per_call(blob_dataset, tmp_path):
+  state, train_step, eval_step = _setup(blob_dataset)
+  seen = []
+  config = FitConfig(num_steps=45, batch_size=16, log_every=10, eval_every=20,
+                     checkpoint_every=20)
+  _, results = fit(state, train_step, eval_step, blob_dataset, config, str(tmp_path),
+                   hooks=[Periodic(15, lambda step, s: seen.append((step, int(s.step))))])
+  assert seen == [(15, 15), (30, 30), (45, 45)]
+  assert results["first_call_steps"] == 5  # gcd(10, 20, 20, 15): not one step per call
+  assert steps_per_call(config, 1000, hooks=[Periodic(15, print), print]) == 1
 
 
 def test_several_steps_per_call_train_as_one_step_per_call_does(blob_dataset, tmp_path):

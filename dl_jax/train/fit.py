@@ -20,7 +20,7 @@ from dl_jax.data import BatchGroups, BatchIterator, Dataset
 from dl_jax.errors import UserError
 from dl_jax.data.prefetch import Prefetcher
 from dl_jax.phases import Phases
-from dl_jax.train.calls import call_sizes, scanned, steps_per_call, tree_bytes
+from dl_jax.train.calls import Periodic, call_sizes, scanned, steps_per_call, tree_bytes
 from dl_jax.train.checkpoint import Checkpointer
 from dl_jax.train.evaluate import evaluate
 from dl_jax.train.parallel import DataParallel
@@ -32,7 +32,7 @@ from dl_jax.train.writers import MetricsLog, Progress, write_json
 
 Hook = Callable[[int, TrainState], None]
 """Called after every step with (step, state); e.g. to save plots or inspect activations. A run
-with hooks runs one step per call."""
+with hooks runs one step per call, unless each is Periodic (called every so many steps)."""
 
 Watch = Callable[[TrainState], dict]
 """Called with the state at every evaluation during training; its figures (arrays, a row per
@@ -158,7 +158,8 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
       pending.append((step, metrics))
       timer.after_step(step, metrics)
       for hook in hooks:
-        hook(step, state)
+        if not isinstance(hook, Periodic) or step % hook.every == 0 or step == config.num_steps:
+          hook(step, state)
       last = step == config.num_steps
       logs, evals = step % config.log_every == 0 or last, step % config.eval_every == 0 or last
       saves = bool(config.checkpoint_every) and (step % config.checkpoint_every == 0 or last)
