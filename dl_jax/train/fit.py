@@ -23,9 +23,11 @@ from dl_jax.phases import Phases
 from dl_jax.train.calls import Periodic, call_sizes, scanned, steps_per_call, tree_bytes
 from dl_jax.train.checkpoint import Checkpointer
 from dl_jax.train.evaluate import evaluate
+from dl_jax.train.figures import (evaluation_curves, final_figures, params_fingerprint,
+                                  training_curves)
 from dl_jax.train.parallel import DataParallel
 from dl_jax.train.seeds import stacked_eval_step, stacked_train_step, unstack_state
-from dl_jax.train.state import TrainState, count_params, tree_digest
+from dl_jax.train.state import TrainState, count_params
 from dl_jax.train.step_timer import StepTimer
 from dl_jax.train.workdir_lock import workdir_lock
 from dl_jax.train.writers import MetricsLog, Progress, write_json
@@ -143,9 +145,8 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
   timer = StepTimer(step)
   source = source or _default_source(dataset, config, parallel.process_shard)
   models = 1 if seeds is None else len(seeds)
-  sizes = call_sizes(step, config.num_steps, steps_per_call(
-      config, tree_bytes(source((seeds or [config.seed])[0], (0, 0)).next_batches(1)), hooks,
-      models))
+  batch_bytes = tree_bytes(source((seeds or [config.seed])[0], (0, 0)).next_batches(1))
+  sizes = call_sizes(step, config.num_steps, steps_per_call(config, batch_bytes, hooks, models))
   batches = Prefetcher(_batch_groups(source, config, record["position"], sizes, seeds),
                        _prefetch(config, dataset), count=len(sizes), place=parallel.put_batches)
   run_steps = scanned(train_step)
@@ -280,51 +281,6 @@ def _add_loop_phases(phases: Phases, timer: StepTimer, loop_seconds: float) -> N
   phases.add("compile + first call", timer.first_call_s)
   phases.add("waiting for batches", waits)
   phases.add("training steps", max(loop_seconds - inner - timer.first_call_s - waits, 0.0))
-
-
-def final_figures(evaluate_split, state: TrainState, dataset: Dataset) -> dict:
-  """Loss and accuracy on every split, and the generalization gaps between them.
-  `evaluate_split(state, split)` gives a split's mean metrics."""
-  figures = {name: evaluate_split(state, split) for name, split in dataset.splits().items()}
-  def gap(split, other, metric):  # a float, or a per-seed list
-    return np.subtract(figures[split][metric], figures[other][metric]).tolist()
-  figures["gap"] = {"train_test_accuracy": gap("train", "test", "accuracy"),
-                    "test_train_loss": gap("test", "train", "loss")}
-  if "val" in figures:
-    figures["gap"]["train_val_accuracy"] = gap("train", "val", "accuracy")
-  return figures
-
-
-def evaluation_curves(lines: list[dict]) -> dict:
-  """The evaluations during training from metrics.jsonl's lines: curves["step"],
-  curves["train_seconds"] (training time up to the evaluation in the process that ran it) and
-  curves[split][metric], one entry per evaluation (a per-seed list each for stacked seeds)."""
-  curves = {"step": [], "train_seconds": []}
-  for line in (line for line in lines if "train_seconds" in line):
-    curves["step"].append(line["step"])
-    curves["train_seconds"].append(line["train_seconds"])
-    for key, value in line.items():
-      if "/" in key:
-        split, metric = key.split("/", 1)
-        curves.setdefault(split, {}).setdefault(metric, []).append(value)
-  return curves
-
-
-def training_curves(lines: list[dict]) -> dict:
-  """The logged training metrics from metrics.jsonl's lines: curves["step"] and curves[metric],
-  each point the mean over the steps since the previous one (per-seed lists for stacked seeds)."""
-  curves = {"step": []}
-  for line in (line for line in lines if any(key.startswith("train/") for key in line)):
-    curves["step"].append(line["step"])
-    for key, value in line.items():
-      if key.startswith("train/"):
-        curves.setdefault(key[len("train/"):], []).append(value)
-  return curves
-
-
-def params_fingerprint(params) -> str:
-  """A short hash of every parameter's bytes: equal fingerprints mean bit-identical parameters."""
-  return tree_digest(params)[:16]
 
 
 def _flush(pending: list, checkpoints: Checkpointer,
