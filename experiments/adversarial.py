@@ -28,8 +28,7 @@ import jax
 import numpy as np
 import optax
 
-from dl_jax.adversarial.attacks import cross_entropy_loss, fgsm, pgd, uniform_noise
-from dl_jax.adversarial.evaluation import accuracy_under_attack, make_predict
+from dl_jax.adversarial.evaluation import accuracy_under_attack, attack_suite, make_predict
 from dl_jax.adversarial.learned_adversary import (PerturbationGenerator, defended_train_step,
                                                   init_adversary_state, with_adversary)
 from dl_jax.adversarial.training import (ATTACK_STREAM, adversarial_loss, eval_logits_fn,
@@ -126,7 +125,8 @@ def run(config: RobustnessConfig, workdir: str) -> dict:
   model = CNN(num_outputs=dataset.num_classes, channels=config.channels,
               kernel_sizes=(config.kernel_size,) * len(config.channels), strides=2,
               widths=(config.width,))
-  attacks = make_batch_attacks(model, config.eval_relative_step, config.pgd_eval_steps)
+  attacks = attack_suite(eval_logits_fn(model, {}), config.eval_relative_step,
+                         config.pgd_eval_steps)
   predict = make_predict(eval_logits_fn(model, {}))
   runs, states = {}, {}
   for training in config.trainings:
@@ -225,23 +225,6 @@ def _train_step(config: RobustnessConfig, model: CNN, training: str):
 
 
 # ---- evaluation under attack -------------------------------------------------------------------
-
-def make_batch_attacks(model: CNN, relative_step: float, pgd_steps) -> dict:
-  """Jitted attack(params, x, y, keys, eps) by name: 'noise', 'fgsm', 'pgd<k>' for k in pgd_steps.
-  Built once per run: eps is traced, so every radius reuses one compilation."""
-  loss_fn = cross_entropy_loss(eval_logits_fn(model, {}))
-
-  def pgd_k(steps):
-    return jax.jit(lambda params, x, y, keys, eps: pgd(
-        loss_fn, params, x, y, keys, eps=eps, step_size=relative_step * eps / steps, steps=steps))
-
-  return {
-      "noise": jax.jit(lambda params, x, y, keys, eps: jax.vmap(
-          lambda xi, ki: uniform_noise(xi, ki, eps=eps))(x, keys)),
-      "fgsm": jax.jit(lambda params, x, y, keys, eps: fgsm(loss_fn, params, x, y, keys, eps=eps)),
-      **{f"pgd{k}": pgd_k(k) for k in pgd_steps},
-  }
-
 
 def evaluate_robustness(config: RobustnessConfig, dataset: Dataset, attacks: dict, predict,
                         states) -> dict:

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dl_jax.adversarial.attacks import cross_entropy_loss, fgsm, pgd, uniform_noise
+
 BatchAttack = Callable[[object, jax.Array, jax.Array, jax.Array], jax.Array]
 """attack(params, x, y, keys) -> adversarial x, with one key per example (jitted by the caller)."""
 
@@ -51,3 +53,21 @@ def accuracy_under_attack(attack: BatchAttack, predict: Callable, params, x: np.
       robust = robust[keep]
     curve.append(len(robust) / len(y))
   return curve
+
+
+def attack_suite(logits_fn: Callable, relative_step: float, pgd_steps) -> dict[str, Callable]:
+  """Jitted attack(params, x, y, keys, eps) by name: 'noise' (uniform in the L-inf ball), 'fgsm',
+  and 'pgd<k>' for each k in `pgd_steps` (step relative_step * eps / k, random start). eps is
+  traced, so every radius reuses one compilation."""
+  loss_fn = cross_entropy_loss(logits_fn)
+
+  def pgd_k(steps):
+    return jax.jit(lambda params, x, y, keys, eps: pgd(
+        loss_fn, params, x, y, keys, eps=eps, step_size=relative_step * eps / steps, steps=steps))
+
+  return {
+      "noise": jax.jit(lambda params, x, y, keys, eps: jax.vmap(
+          lambda xi, ki: uniform_noise(xi, ki, eps=eps))(x, keys)),
+      "fgsm": jax.jit(lambda params, x, y, keys, eps: fgsm(loss_fn, params, x, y, keys, eps=eps)),
+      **{f"pgd{k}": pgd_k(k) for k in pgd_steps},
+  }
