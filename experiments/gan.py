@@ -307,10 +307,11 @@ def train_and_judge(config: GANConfig, parts: GANParts, dataset: Dataset, judge:
                      os.path.join(grids, f"step_{step:06d}.png"),
                      f"fixed latent codes, step {step}", config.grid_columns)
 
+  # One step per call: the DCGAN's XLA convolutions run ~20x slower inside a scan (train.calls).
   fit_config = FitConfig(num_steps=config.steps, batch_size=config.batch_size, seed=seed,
                          eval_every=config.eval_every, log_every=config.log_every,
                          checkpoint_every=config.checkpoint_every,
-                         eval_batch_size=config.eval_batch_size)
+                         eval_batch_size=config.eval_batch_size, max_steps_per_call=1)
   state, figures = fit(state, parts.train_step, parts.eval_step, dataset, fit_config,
                        os.path.join(workdir, f"seed_{seed}"),
                        hooks=[Periodic(config.sample_every, save_grid)])

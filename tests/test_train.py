@@ -17,7 +17,7 @@ from dl_jax.models import MLP
 from dl_jax.train import (Checkpointer, FitConfig, NonFiniteError, classification_loss,
                           classification_metrics, create_train_state, evaluate, fit,
                           make_eval_step, make_train_step, step_rngs)
-from dl_jax.train.calls import MAX_CALL_BYTES, Periodic, call_sizes, steps_per_call
+from dl_jax.train.calls import MAX_CALL_BYTES, Periodic, call_sizes, scanned, steps_per_call
 from experiments import train as train_experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,6 +121,20 @@ def test_steps_per_call_divides_the_intervals_within_its_caps(blob_dataset):
   batch_bytes = MAX_CALL_BYTES // 7  # 7 batches fit in a call, not 10
   assert steps_per_call(config, batch_bytes) == 5
   assert steps_per_call(config, batch_bytes // 4, models=4) == 5  # 4 stacked models' batches
+
+
+def test_a_one_step_call_runs_the_step_itself_without_a_loop(blob_dataset):
+  state, train_step, _ = _setup(blob_dataset)
+  twin = jax.tree_util.tree_map(jnp.copy, state)
+  batch = blob_dataset.train.gather(np.arange(16))
+  called, metrics = scanned(train_step)(state, jax.tree_util.tree_map(lambda b: b[None], batch))
+  direct, direct_metrics = train_step(twin, batch)
+  chex.assert_trees_all_equal(called.params, direct.params)
+  assert np.shape(metrics["loss"]) == (1,) and float(metrics["loss"][0]) == float(
+      direct_metrics["loss"])
+  programs = {size: scanned(train_step).lower(direct, jax.tree_util.tree_map(
+      lambda b: np.stack([b] * size), batch)).as_text() for size in (1, 2)}
+  assert "while" not in programs[1] and "while" in programs[2]
 
 
 def test_a_periodic_hook_sees_its_steps_while_steps_run_many_per_call(blob_dataset, tmp_path):
