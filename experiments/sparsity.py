@@ -201,8 +201,11 @@ class _Trainer:
     self.eval_step = make_eval_step(classification_metrics(model, zero_activations=True))
 
   def train(self, states, steps: int, name: str):
-    fit_config = FitConfig(num_steps=steps, batch_size=self.config.batch_size, eval_every=steps,
-                           log_every=steps, checkpoint_every=steps,
+    """`steps` more steps of every seed: a pruned or narrowed model keeps its step count, and
+    fit's num_steps counts from step 0."""
+    end = int(np.asarray(states.step).reshape(-1)[0]) + steps
+    fit_config = FitConfig(num_steps=end, batch_size=self.config.batch_size, eval_every=end,
+                           log_every=end, checkpoint_every=end,
                            eval_batch_size=self.config.eval_batch_size)
     states, _ = fit(states, self.train_step, self.eval_step, self.dataset, fit_config,
                     os.path.join(self.workdir, name), seeds=list(self.config.seeds))

@@ -39,6 +39,15 @@ def test_smoke_run_prunes_deploys_and_reports(smoke_stage):
     assert s["flops"] == 2 * (784 * 8 + 8 * 4 + 4 * 10)
     assert all(rate > 0 for rates in s["examples_per_second"].values() for rate in rates.values())
   assert set(saved["targets"]) == set(config.settings)
+  # Fine-tuning and the narrowed model train on from the trained model's step, for their steps.
+  for setting in config.settings:
+    fits = tmp_path / "fits" / setting
+    steps = {name: _strict_json(fits / name / "results.json")["step"]
+             for name in ("dense", "narrow", *(f"pruned_{s:g}" for s in config.prune_sparsities))}
+    assert steps["dense"] == config.steps
+    assert steps["narrow"] == config.steps + config.structured_steps
+    assert [steps[f"pruned_{s:g}"] for s in config.prune_sparsities] == [
+        config.steps + (i + 1) * config.fine_tune_steps for i in range(len(config.prune_sparsities))]
   report = (tmp_path / "results.md").read_text()
   assert "| l1 | 90% |" in report and "## Targets (Han et al. 2015)" in report
   assert [os.path.basename(p) for p in results["plots"]] == ["accuracy_vs_sparsity.png"]

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from dl_jax.errors import UserError
 from dl_jax.models import MLP
 from dl_jax.train import (Checkpointer, FitConfig, NonFiniteError, classification_loss,
                           classification_metrics, create_train_state, evaluate, fit,
@@ -121,6 +122,18 @@ def test_steps_per_call_divides_the_intervals_within_its_caps(blob_dataset):
   batch_bytes = MAX_CALL_BYTES // 7  # 7 batches fit in a call, not 10
   assert steps_per_call(config, batch_bytes) == 5
   assert steps_per_call(config, batch_bytes // 4, models=4) == 5  # 4 stacked models' batches
+
+
+def test_a_state_already_past_num_steps_is_refused_not_silently_kept(blob_dataset, tmp_path):
+  state, train_step, eval_step = _setup(blob_dataset)
+  for _ in range(5):
+    state, _ = train_step(state, blob_dataset.train.gather(np.arange(16)))
+  config = FitConfig(num_steps=5, batch_size=16)
+  with pytest.raises(UserError, match="at step 5, and num_steps \\(5\\) counts from step 0"):
+    fit(state, train_step, eval_step, blob_dataset, config, str(tmp_path / "a"))
+  _, results = fit(state, train_step, eval_step, blob_dataset,
+                   dataclasses.replace(config, num_steps=8), str(tmp_path / "b"))
+  assert results["step"] == 8 and results["first_call_steps"] == 3
 
 
 def test_a_one_step_call_runs_the_step_itself_without_a_loop(blob_dataset):

@@ -135,6 +135,10 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
   if restored is not None:
     state, record = restored
     resumed_from = _step_of(state)
+  elif _step_of(state) >= config.num_steps > 0:
+    raise UserError(f"the state given to fit is at step {_step_of(state)}, and num_steps "
+                    f"({config.num_steps}) counts from step 0: nothing to train. Ask for "
+                    f"{_step_of(state)} + the steps to train")
   log.truncate_after(resumed_from or 0)  # lines a killed run logged after its last checkpoint
   state = parallel.put_state(state)
   evaluate_split = functools.partial(evaluate, eval_step, batch_size=config.eval_batch_size,
