@@ -21,8 +21,9 @@ one per input, each narrower so that both together have the shared encoder's par
 the unshared ones a pair's first input goes through encoder a and the second through encoder b;
 one-shot queries through a, supports through b. The baseline `pixels` is the same evaluation on raw
 pixel distances (nearest neighbour on pixels). All seeds of a variant train together, stacked
-in one `fit` (dl_jax.train.seeds), which checkpoints, resumes and stops on NaN; every variant sees the same pair stream per
-seed and every model the same evaluation pairs and episodes (a paired comparison).
+in one `fit` (dl_jax.train.seeds), which checkpoints, resumes and stops on NaN; every variant
+sees the same pair stream per seed and every model the same evaluation pairs and episodes (a
+paired comparison).
 
 The question: does one encoder shared by both inputs generalize better than two unshared ones, on
 the seen classes and on classes it never saw, with all the training digits and with few

@@ -46,8 +46,9 @@ def test_smoke_run_prunes_deploys_and_reports(smoke_stage):
              for name in ("dense", "narrow", *(f"pruned_{s:g}" for s in config.prune_sparsities))}
     assert steps["dense"] == config.steps
     assert steps["narrow"] == config.steps + config.structured_steps
+    rounds = range(1, len(config.prune_sparsities) + 1)
     assert [steps[f"pruned_{s:g}"] for s in config.prune_sparsities] == [
-        config.steps + (i + 1) * config.fine_tune_steps for i in range(len(config.prune_sparsities))]
+        config.steps + i * config.fine_tune_steps for i in rounds]
   report = (tmp_path / "results.md").read_text()
   assert "| l1 | 90% |" in report and "## Targets (Han et al. 2015)" in report
   assert [os.path.basename(p) for p in results["plots"]] == ["accuracy_vs_sparsity.png"]

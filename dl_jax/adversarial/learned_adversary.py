@@ -4,9 +4,9 @@ The generator maps (x, noise) to delta = eps * tanh(g(x, z)), so |delta|_inf <= 
 construction, and the attacked input is clip(x + delta, 0, 1). Each round is one train step of both
 players (the generator's state rides in the classifier's, a DefendedState): the generator takes an
 optax step that increases the classifier's loss, then the classifier takes a step that decreases
-its loss on fresh generated perturbations. Each player draws
-its noise from its own named stream ('adversary' for the generator's step, 'noise' for the
-classifier's), derived from fold_in(root, step) like every other stream.
+its loss on fresh generated perturbations. Each player draws its noise from its own named stream
+('adversary' for the generator's step, 'noise' for the classifier's), derived from
+fold_in(root, step) like every other stream.
 """
 
 import dataclasses

@@ -208,11 +208,12 @@ def _fit(state: TrainState, train_step, eval_step, dataset: Dataset, config: Fit
   with phases("final evaluation"):
     figures = {} if eval_step is None else final_figures(evaluate_split, state, dataset)
   one_model = state if seeds is None else unstack_state(state, 0)
+  lines = log.read()
   results = {
       "step": step, "selected_step": _step_of(state), "stopped_early": record["stopped_early"],
       "resumed_from_step": resumed_from, "num_params": count_params(one_model.params),
       "params_fingerprint": params_fingerprint(state.params), **train_seconds, **figures,
-      "curves": evaluation_curves(log.read()), "train_curves": training_curves(log.read()),
+      "curves": evaluation_curves(lines), "train_curves": training_curves(lines),
       "phases": dict(phases.seconds),
   }
   if seeds is not None:
