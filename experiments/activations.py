@@ -163,8 +163,8 @@ def _probe_batch(dataset: Dataset, size: int) -> dict[str, np.ndarray]:
 def train_group(config: ActivationsConfig, dataset: Dataset, probe_batch: dict, depth: int,
                 activation: str, workdir: str) -> list[dict]:
   """Trains one (dataset, depth, activation) for every init and seed: one `fit` of the stacked
-  models into workdir/fits/DATASET/depth_D/ACTIVATION, without checkpoints (a group takes
-  seconds to minutes; a deep grid's checkpoints would take gigabytes). One record per init."""
+  models into workdir/fits/DATASET/depth_D/ACTIVATION, without checkpoints (a rerun trains each
+  group again, rather than keep a checkpoint of every group of the grid). One record per init."""
   start = time.perf_counter()
   models = [MLP(widths=(config.width,) * (depth - 1), num_outputs=dataset.num_classes,
                 activation=activation, kernel_init=init) for init in config.inits]
